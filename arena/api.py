@@ -1,0 +1,224 @@
+"""The JSON API of battles and their Server-Sent Events stream.
+
+The arena page's script uses exactly these endpoints, so anything a visitor can do, a script
+can do too (with the session cookie and the CSRF token from `GET /`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from functools import wraps
+from typing import Any
+
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.http import require_GET
+
+from arena import selectors, services, streams
+from arena.errors import ArenaError, InvalidInput, RateLimited
+from arena.models import Battle, Response, ResponseStatus
+from arena.visitors import ip_hash, visitor_id
+
+View = Callable[..., HttpResponse]
+
+
+def error_response(error: ArenaError) -> JsonResponse:
+    reply = JsonResponse({"error": error.message}, status=error.status)
+    if isinstance(error, RateLimited):
+        reply["Retry-After"] = str(error.retry_after)
+    return reply
+
+
+def json_api(*, methods: tuple[str, ...]) -> Callable[[View], View]:
+    """Allow `methods`, and turn domain errors into 4xx replies that carry the message."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                reply = JsonResponse(
+                    {"error": f"Use {' or '.join(methods)} here, not {request.method}."},
+                    status=405,
+                )
+                reply["Allow"] = ", ".join(methods)
+                return reply
+            try:
+                return view(request, *args, **kwargs)
+            except ArenaError as error:
+                return error_response(error)
+
+        return wrapper
+
+    return decorate
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    """The request's fields, from a JSON object or a form."""
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InvalidInput("The request body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise InvalidInput("The request body must be a JSON object.")
+        return data
+    return request.POST.dict()
+
+
+def _battle(request: HttpRequest, battle_id: str) -> Battle:
+    return selectors.battle_get(battle_id=battle_id, visitor_id=visitor_id(request))
+
+
+@json_api(methods=("POST",))
+def battles_create(request: HttpRequest) -> HttpResponse:
+    battle = services.battle_create(
+        visitor_id=visitor_id(request), ip_hash=ip_hash(request), prompt=_body(request).get("prompt")
+    )
+    return JsonResponse(selectors.battle_state(battle), status=201)
+
+
+@json_api(methods=("GET",))
+def battle_detail(request: HttpRequest, battle_id: str) -> HttpResponse:
+    return JsonResponse(selectors.battle_state(_battle(request, battle_id)))
+
+
+@json_api(methods=("POST",))
+def battle_continue(request: HttpRequest, battle_id: str) -> HttpResponse:
+    battle = _battle(request, battle_id)
+    services.battle_continue(
+        battle=battle, visitor_id=visitor_id(request), prompt=_body(request).get("prompt")
+    )
+    return JsonResponse(selectors.battle_state(battle), status=201)
+
+
+@json_api(methods=("POST",))
+def battle_regenerate(request: HttpRequest, battle_id: str) -> HttpResponse:
+    battle = _battle(request, battle_id)
+    services.battle_regenerate(battle=battle, visitor_id=visitor_id(request))
+    return JsonResponse(selectors.battle_state(battle), status=201)
+
+
+@json_api(methods=("POST",))
+def battle_vote(request: HttpRequest, battle_id: str) -> HttpResponse:
+    battle = _battle(request, battle_id)
+    vote = services.vote_record(
+        battle=battle, visitor_id=visitor_id(request), choice=_body(request).get("choice")
+    )
+    return JsonResponse(selectors.vote_public(vote), status=201)
+
+
+# --- Server-Sent Events -----------------------------------------------------------------------
+
+
+def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
+    lines = [f"event: {event}"]
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append(f"data: {json.dumps(data, separators=(',', ':'))}")
+    return "\n".join(lines) + "\n\n"
+
+
+def _stream_setup(request: HttpRequest, battle_id: str) -> dict[str, Response]:
+    battle = _battle(request, battle_id)
+    turn = battle.turns.order_by("-index").first()
+    assert turn is not None
+    return selectors.responses_current(turn)
+
+
+def _responses_refresh(ids: list[int]) -> dict[int, Response]:
+    return {r.id: r for r in Response.objects.filter(id__in=ids)}
+
+
+def _final_event(response: Response) -> tuple[str, dict[str, Any]]:
+    """The event that ends one side, from the database's record."""
+    if response.status == ResponseStatus.DONE:
+        return "done", {"side": response.side, "finish_reason": response.finish_reason}
+    return "failed", {
+        "side": response.side,
+        "error": selectors.visitor_failure_message(response.side),
+    }
+
+
+@require_GET
+async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
+    """Both sides' deltas of the battle's last turn, until both are done or failed.
+
+    Event ids hold both sides' stream positions; a reconnect with Last-Event-ID resumes there.
+    Where a side's Redis stream has expired, its stored text comes as one `snapshot` event.
+    """
+    try:
+        responses = await sync_to_async(_stream_setup)(request, battle_id)
+    except ArenaError as error:
+        return error_response(error)
+    last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
+    cursors = streams.cursors_parse(last_event_id, {s: r.id for s, r in responses.items()})
+    reply = StreamingHttpResponse(
+        _stream_events(responses, cursors), content_type="text/event-stream"
+    )
+    reply["Cache-Control"] = "no-cache"
+    reply["X-Accel-Buffering"] = "no"  # nginx: do not buffer a stream
+    return reply
+
+
+async def _stream_events(
+    responses: dict[str, Response], cursors: dict[str, streams.Cursor]
+) -> AsyncIterator[str]:
+    client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    open_sides = set(responses)
+    by_key = {streams.stream_key(r.id): side for side, r in responses.items()}
+    keepalive_ms = settings.ARENA_SSE_KEEPALIVE_SECONDS * 1000
+    try:
+        yield "retry: 1000\n\n"
+        while open_sides:
+            # Sides that ended long ago have no stream left: the database tells their end.
+            final = await _sides_final_without_stream(client, responses, open_sides)
+            for side, response in final.items():
+                if response.text:
+                    yield _sse("snapshot", {"side": side, "text": response.text})
+                event, data = _final_event(response)
+                yield _sse(event, data, streams.cursors_format(cursors))
+                open_sides.discard(side)
+            if not open_sides:
+                break
+            query = {
+                streams.stream_key(responses[side].id): cursors[side].entry_id
+                for side in open_sides
+            }
+            batches = await client.xread(query, block=keepalive_ms, count=100)
+            if not batches:
+                yield ": keep-alive\n\n"
+                continue
+            for key, entries in batches:
+                side = by_key[key]
+                for entry_id, fields in entries:
+                    cursors[side].entry_id = entry_id
+                    event_id = streams.cursors_format(cursors)
+                    kind, text = fields.get("k"), fields.get("t", "")
+                    if kind == streams.DELTA:
+                        yield _sse("delta", {"side": side, "text": text}, event_id)
+                    elif kind == streams.DONE:
+                        yield _sse("done", {"side": side, "finish_reason": text}, event_id)
+                        open_sides.discard(side)
+                    elif kind == streams.FAIL:
+                        yield _sse("failed", {"side": side, "error": text}, event_id)
+                        open_sides.discard(side)
+        yield _sse("end", {})
+    except asyncio.CancelledError:
+        raise  # The visitor went away.
+    finally:
+        await client.aclose()
+
+
+async def _sides_final_without_stream(
+    client: aioredis.Redis, responses: dict[str, Response], open_sides: set[str]
+) -> dict[str, Response]:
+    keys = {side: streams.stream_key(responses[side].id) for side in open_sides}
+    missing = [side for side, key in keys.items() if not await client.exists(key)]
+    if not missing:
+        return {}
+    fresh = await sync_to_async(_responses_refresh)([responses[side].id for side in missing])
+    return {side: fresh[responses[side].id] for side in missing if fresh[responses[side].id].is_final}

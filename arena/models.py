@@ -1,0 +1,174 @@
+"""The battle domain: the model registry entry, battles, turns, responses and votes.
+
+A Battle pits two ArenaModels against each other, left ("a") and right ("b"). Each Turn is one
+visitor prompt; each Turn has one current Response per side (a regenerate supersedes them with
+new ones). A Vote, at most one per battle, is the record that the leaderboard and the datasets
+are built from, so it keeps a full copy of what was judged.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+
+
+def new_battle_id() -> str:
+    # 128 random bits, URL-safe: the id is the only thing standing between a stranger and a battle.
+    return secrets.token_urlsafe(16)
+
+
+class Backend(models.TextChoices):
+    LOCAL = "local", "Local Hugging Face model (in the worker)"
+    OPENAI = "openai", "OpenAI-compatible HTTP API (vLLM, ...)"
+
+
+class ArenaModel(models.Model):
+    """One entry of the registry (`models.toml`); a name that does not clash with Django's Model."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    display_name = models.CharField(max_length=200)
+    organization = models.CharField(max_length=200, blank=True)
+    license = models.CharField(max_length=100, blank=True)
+    description = models.TextField(blank=True)
+    backend = models.CharField(max_length=20, choices=Backend.choices)
+    options = models.JSONField(default=dict, blank=True)
+    sampling_weight = models.FloatField(default=1.0)
+    max_concurrency = models.PositiveIntegerField(default=4)
+    enabled = models.BooleanField(default=True)
+    # False once the entry disappeared from models.toml: kept for history, never sampled.
+    in_registry = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(sampling_weight__gte=0), name="sampling_weight_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue that this model's generations are routed to."""
+        return f"model.{self.name}"
+
+
+class Side(models.TextChoices):
+    A = "a", "Model A"
+    B = "b", "Model B"
+
+
+class Battle(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_battle_id, editable=False)
+    model_a = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="+")
+    model_b = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="+")
+    # Pseudonymous: a keyed hash of the visitor's session token, never the raw session key.
+    visitor_id = models.CharField(max_length=64, db_index=True)
+    ip_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.id
+
+    def model_for(self, side: str) -> ArenaModel:
+        return self.model_a if side == Side.A else self.model_b
+
+
+class Turn(models.Model):
+    battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="turns")
+    index = models.PositiveIntegerField()
+    prompt = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["battle", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["battle", "index"], name="turn_unique_index"),
+        ]
+
+
+class ResponseStatus(models.TextChoices):
+    QUEUED = "queued"
+    STREAMING = "streaming"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Response(models.Model):
+    turn = models.ForeignKey(Turn, on_delete=models.CASCADE, related_name="responses")
+    side = models.CharField(max_length=1, choices=Side.choices)
+    model = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="responses")
+    # A regenerate supersedes the current pair with a new pair; history stays.
+    superseded = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=10, choices=ResponseStatus.choices, default=ResponseStatus.QUEUED
+    )
+    text = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["turn", "side", "id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (ResponseStatus.DONE, ResponseStatus.FAILED)
+
+
+class Outcome(models.TextChoices):
+    MODEL_A = "model_a"
+    MODEL_B = "model_b"
+    TIE = "tie"
+    BOTH_BAD = "both_bad"
+
+
+# What a visitor posts -> what is stored.
+CHOICES: dict[str, Outcome] = {
+    "a": Outcome.MODEL_A,
+    "b": Outcome.MODEL_B,
+    "tie": Outcome.TIE,
+    "both_bad": Outcome.BOTH_BAD,
+}
+
+
+class Vote(models.Model):
+    battle = models.OneToOneField(Battle, on_delete=models.PROTECT, related_name="vote")
+    model_a = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="+")
+    model_b = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="+")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    visitor_id = models.CharField(max_length=64, db_index=True)
+    # The full conversations as judged: [{"role": ..., "content": ...}, ...] per side.
+    conversation_a = models.JSONField()
+    conversation_b = models.JSONField()
+    is_valid = models.BooleanField(default=True, db_index=True)
+    invalid_reason = models.CharField(max_length=200, blank=True)
+    # Facts that categories and style control need.
+    language = models.CharField(max_length=16, blank=True)
+    turns = models.PositiveIntegerField()
+    prompt_chars = models.PositiveIntegerField()
+    has_code = models.BooleanField(default=False)
+    tokens_a = models.PositiveIntegerField(default=0)
+    tokens_b = models.PositiveIntegerField(default=0)
+    style_a = models.JSONField(default=dict)
+    style_b = models.JSONField(default=dict)
+    battle_started_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]

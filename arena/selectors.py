@@ -1,0 +1,127 @@
+"""Reads used by views, the worker and other apps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arena.errors import Forbidden, NotFound
+from arena.models import ArenaModel, Battle, Response, ResponseStatus, Side, Turn, Vote
+from workers.backends.base import Message
+
+
+def battle_get(*, battle_id: str, visitor_id: str) -> Battle:
+    """The battle, if it exists and belongs to this visitor."""
+    battle = Battle.objects.select_related("model_a", "model_b").filter(id=battle_id).first()
+    if battle is None:
+        raise NotFound(f"No battle with id {battle_id!r}.")
+    if battle.visitor_id != visitor_id:
+        raise Forbidden("This battle belongs to another session.")
+    return battle
+
+
+def model_pool() -> list[ArenaModel]:
+    """The models that may be drawn into a new battle, in a stable order."""
+    return list(ArenaModel.objects.filter(enabled=True, sampling_weight__gt=0).order_by("id"))
+
+
+def demo_models_enabled() -> bool:
+    return ArenaModel.objects.filter(enabled=True, options__demo=True).exists()
+
+
+def responses_current(turn: Turn) -> dict[str, Response]:
+    """The answer of each side to a turn (the latest, not superseded by a regenerate)."""
+    return {r.side: r for r in turn.responses.filter(superseded=False).select_related("model")}
+
+
+def turns_with_responses(battle: Battle) -> list[tuple[Turn, dict[str, Response]]]:
+    turns = list(battle.turns.order_by("index"))
+    responses = Response.objects.filter(turn__battle=battle, superseded=False).order_by("id")
+    by_turn: dict[int, dict[str, Response]] = {t.id: {} for t in turns}
+    for response in responses:
+        by_turn[response.turn_id][response.side] = response
+    return [(turn, by_turn[turn.id]) for turn in turns]
+
+
+def battle_conversation(battle: Battle, side: str) -> list[Message]:
+    """What one side's model said, turn by turn: user prompts and its own answers."""
+    messages: list[Message] = []
+    for turn, responses in turns_with_responses(battle):
+        messages.append({"role": "user", "content": turn.prompt})
+        response = responses.get(side)
+        if response is not None and response.status == ResponseStatus.DONE:
+            messages.append({"role": "assistant", "content": response.text})
+    return messages
+
+
+def generation_messages(response: Response) -> list[Message]:
+    """The chat a model is asked to continue: its system prompt, the earlier turns with its
+    own answers, and the prompt of this response's turn."""
+    turn = response.turn
+    messages: list[Message] = []
+    system_prompt = response.model.options.get("system_prompt")
+    if system_prompt:
+        messages.append({"role": "system", "content": system_prompt})
+    history = battle_conversation(turn.battle, response.side)
+    # Everything before this turn: the prompt pairs come first, so cut after 2 * index messages.
+    messages.extend(history[: 2 * turn.index])
+    messages.append({"role": "user", "content": turn.prompt})
+    return messages
+
+
+def _response_public(response: Response | None) -> dict[str, Any] | None:
+    if response is None:
+        return None
+    public: dict[str, Any] = {"status": response.status, "text": response.text}
+    if response.status == ResponseStatus.FAILED:
+        public["error"] = visitor_failure_message(response.side)
+    if response.status == ResponseStatus.DONE:
+        public["finish_reason"] = response.finish_reason
+    return public
+
+
+def visitor_failure_message(side: str) -> str:
+    # The operator's error (in Response.error) may name a host or a model: never show it here.
+    return f"{Side(side).label} failed; start a new round."
+
+
+def model_public(model: ArenaModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "display_name": model.display_name,
+        "organization": model.organization,
+        "license": model.license,
+    }
+
+
+def battle_state(battle: Battle) -> dict[str, Any]:
+    """The battle as its visitor may see it: no model identity until the vote is recorded."""
+    vote = Vote.objects.filter(battle=battle).first()
+    turns = []
+    for turn, responses in turns_with_responses(battle):
+        turns.append(
+            {
+                "index": turn.index,
+                "prompt": turn.prompt,
+                "a": _response_public(responses.get(Side.A)),
+                "b": _response_public(responses.get(Side.B)),
+            }
+        )
+    state: dict[str, Any] = {
+        "id": battle.id,
+        "turns": turns,
+        "voted": vote is not None,
+        "stream_url": f"/battles/{battle.id}/stream",
+    }
+    if vote is not None:
+        state["vote"] = vote_public(vote)
+    return state
+
+
+def vote_public(vote: Vote) -> dict[str, Any]:
+    return {
+        "outcome": vote.outcome,
+        "counted": vote.is_valid,
+        "reason": vote.invalid_reason,
+        "model_a": model_public(vote.model_a),
+        "model_b": model_public(vote.model_b),
+    }

@@ -1,0 +1,253 @@
+"""Writes of the battle domain: battles, turns, responses and votes.
+
+Plain keyword-only functions named <entity>_<action>; the views and the worker call them.
+Every check that protects the data lives here, not in a view.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from functools import partial
+
+import numpy as np
+import redis
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from arena import facts, selectors, streams
+from arena.errors import Conflict, InvalidInput, Unavailable
+from arena.models import (
+    CHOICES,
+    Battle,
+    Response,
+    ResponseStatus,
+    Side,
+    Turn,
+    Vote,
+)
+from arena.ratelimit import ratelimit_hit
+from arena.sampling import NotEnoughModels, pair_sample
+from workers import app as celery_app
+from workers.backends.base import Finish
+
+log = logging.getLogger(__name__)
+
+
+def prompt_clean(prompt: object) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidInput("Type a prompt first: it is missing or empty.")
+    prompt = prompt.strip()
+    if len(prompt) > settings.ARENA_MAX_PROMPT_CHARS:
+        raise InvalidInput(
+            f"The prompt is too long: {len(prompt)} characters, "
+            f"at most {settings.ARENA_MAX_PROMPT_CHARS}."
+        )
+    return prompt
+
+
+def battle_create(
+    *, visitor_id: str, prompt: object, ip_hash: str = "", rng: np.random.Generator | None = None
+) -> Battle:
+    """Draw a pair, create the battle, its first turn and two queued answers; enqueue both."""
+    prompt = prompt_clean(prompt)
+    try:
+        ratelimit_hit(
+            streams.redis_client(),
+            key=f"battle:{visitor_id}",
+            limit=settings.ARENA_BATTLES_PER_MINUTE,
+            window_s=60,
+            what="new battles",
+        )
+    except redis.RedisError as exc:
+        raise Unavailable("The arena's Redis server is unavailable; try again shortly.") from exc
+    pool = selectors.model_pool()
+    try:
+        left, right = pair_sample([m.sampling_weight for m in pool], rng or np.random.default_rng())
+    except NotEnoughModels:
+        raise Unavailable(
+            "The arena needs at least two enabled models; an operator must enable them."
+        ) from None
+    with transaction.atomic():
+        battle = Battle.objects.create(
+            model_a=pool[left], model_b=pool[right], visitor_id=visitor_id, ip_hash=ip_hash
+        )
+        turn = Turn.objects.create(battle=battle, index=0, prompt=prompt)
+        _responses_create(battle, turn)
+    return battle
+
+
+def _battle_lock(battle: Battle, visitor_id: str) -> Battle:
+    """Re-read the battle under a row lock so concurrent requests on it run one at a time."""
+    locked = Battle.objects.select_for_update().select_related("model_a", "model_b").get(
+        id=battle.id
+    )
+    if locked.visitor_id != visitor_id:
+        # selectors.battle_get checked this already; a second check costs nothing.
+        raise Conflict("This battle belongs to another session.")
+    if Vote.objects.filter(battle=locked).exists():
+        raise Conflict("This battle is over: the vote is in. Start a new round.")
+    return locked
+
+
+def _last_turn(battle: Battle) -> tuple[Turn, dict[str, Response]]:
+    turn = battle.turns.order_by("-index").first()
+    assert turn is not None, "a battle always has a first turn"
+    return turn, selectors.responses_current(turn)
+
+
+def battle_continue(*, battle: Battle, visitor_id: str, prompt: object) -> Turn:
+    """A follow-up: a new turn where both models continue their own conversation."""
+    prompt = prompt_clean(prompt)
+    with transaction.atomic():
+        battle = _battle_lock(battle, visitor_id)
+        turn, responses = _last_turn(battle)
+        _require_all(responses, ResponseStatus.DONE, action="send a follow-up")
+        if turn.index + 1 >= settings.ARENA_MAX_TURNS:
+            raise InvalidInput(
+                f"This battle reached its limit of {settings.ARENA_MAX_TURNS} turns: "
+                "vote, then start a new round."
+            )
+        new_turn = Turn.objects.create(battle=battle, index=turn.index + 1, prompt=prompt)
+        _responses_create(battle, new_turn)
+    return new_turn
+
+
+def battle_regenerate(*, battle: Battle, visitor_id: str) -> Turn:
+    """Both answers of the last turn are redone; the old ones stay, superseded."""
+    with transaction.atomic():
+        battle = _battle_lock(battle, visitor_id)
+        turn, responses = _last_turn(battle)
+        if not all(r.is_final for r in responses.values()):
+            raise Conflict("Wait until both answers are complete before regenerating.")
+        Response.objects.filter(id__in=[r.id for r in responses.values()]).update(superseded=True)
+        _responses_create(battle, turn)
+    return turn
+
+
+def _require_all(responses: dict[str, Response], status: str, *, action: str) -> None:
+    for side in (Side.A, Side.B):
+        response = responses[side]
+        if response.status == ResponseStatus.FAILED:
+            raise Conflict(f"{Side(side).label} failed, so you cannot {action}. Start a new round.")
+        if response.status != status:
+            raise Conflict(f"Wait until both answers are complete before you {action}.")
+
+
+def _responses_create(battle: Battle, turn: Turn) -> None:
+    for side in (Side.A, Side.B):
+        response = Response.objects.create(turn=turn, side=side, model=battle.model_for(side))
+        transaction.on_commit(partial(_generation_enqueue, response.id, response.model.queue))
+
+
+def _generation_enqueue(response_id: int, queue: str) -> None:
+    try:
+        celery_app.send_task("workers.tasks.generate", args=[response_id], queue=queue)
+    except (BrokerError, redis.RedisError) as exc:
+        log.error("enqueue failed for response %s: %s", response_id, exc)
+        response_fail(response_id=response_id, error=f"could not enqueue the generation: {exc}")
+
+
+def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:
+    """Store the visitor's verdict with everything the leaderboard and datasets need."""
+    if choice not in CHOICES:
+        raise InvalidInput(f"Vote with one of: {', '.join(CHOICES)} (got {choice!r}).")
+    with transaction.atomic():
+        battle = _battle_lock(battle, visitor_id)
+        turns = selectors.turns_with_responses(battle)
+        for _, responses in turns:
+            _require_all(responses, ResponseStatus.DONE, action="vote")
+        conversation_a = selectors.battle_conversation(battle, Side.A)
+        conversation_b = selectors.battle_conversation(battle, Side.B)
+        prompts = [turn.prompt for turn, _ in turns]
+        answers = [m["content"] for m in conversation_a + conversation_b if m["role"] != "user"]
+        try:
+            vote = Vote.objects.create(
+                battle=battle,
+                model_a=battle.model_a,
+                model_b=battle.model_b,
+                outcome=CHOICES[str(choice)],
+                visitor_id=visitor_id,
+                conversation_a=conversation_a,
+                conversation_b=conversation_b,
+                language=facts.language_guess("\n".join(prompts)),
+                turns=len(turns),
+                prompt_chars=sum(len(p) for p in prompts),
+                has_code=facts.has_code(prompts + answers),
+                tokens_a=sum(r[Side.A].completion_tokens or 0 for _, r in turns),
+                tokens_b=sum(r[Side.B].completion_tokens or 0 for _, r in turns),
+                style_a=facts.conversation_style(conversation_a),
+                style_b=facts.conversation_style(conversation_b),
+                battle_started_at=battle.created_at,
+            )
+        except IntegrityError:
+            raise Conflict("This battle already has a vote.") from None
+    return vote
+
+
+# --- The worker's side: the life of one Response ---------------------------------------------
+
+
+def response_claim(*, response_id: int) -> Response | None:
+    """Move a queued response to streaming; None when another worker (or a past try) has it."""
+    claimed = Response.objects.filter(id=response_id, status=ResponseStatus.QUEUED).update(
+        status=ResponseStatus.STREAMING, started_at=timezone.now()
+    )
+    if claimed != 1:
+        # Nothing updated: another worker claimed it first, or it already ended.
+        return None
+    return Response.objects.select_related("model", "turn__battle").get(id=response_id)
+
+
+def response_complete(
+    *, response: Response, text: str, finish: Finish, ttft_ms: int | None, latency_ms: int
+) -> bool:
+    """Store the answer; False if the response had been failed meanwhile (by the reaper)."""
+    return (
+        Response.objects.filter(id=response.id, status=ResponseStatus.STREAMING).update(
+            status=ResponseStatus.DONE,
+            text=text,
+            finish_reason=finish.finish_reason,
+            prompt_tokens=finish.prompt_tokens,
+            completion_tokens=finish.completion_tokens,
+            ttft_ms=ttft_ms,
+            latency_ms=latency_ms,
+            finished_at=timezone.now(),
+        )
+        == 1
+    )
+
+
+def response_fail(*, response_id: int, error: str, text: str = "") -> bool:
+    """Mark a response failed and tell its stream's readers; False if it had already ended."""
+    failed = Response.objects.filter(
+        id=response_id, status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]
+    ).update(status=ResponseStatus.FAILED, error=error[:2000], text=text, finished_at=timezone.now())
+    if failed:
+        side = Response.objects.values_list("side", flat=True).get(id=response_id)
+        try:
+            writer = streams.StreamWriter(streams.redis_client(), response_id)
+            writer.close(streams.FAIL, selectors.visitor_failure_message(side))
+        except redis.RedisError as exc:
+            # The database says failed; a reader that reconnects learns it from there.
+            log.warning("could not write the failure of response %s: %s", response_id, exc)
+    return failed == 1
+
+
+def responses_reap_stuck(*, now: dt.datetime | None = None) -> list[int]:
+    """Fail the responses that have been queued or streaming for too long."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(seconds=settings.ARENA_GENERATION_TIMEOUT_SECONDS)
+    stuck = list(
+        Response.objects.filter(
+            status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING], created_at__lt=cutoff
+        ).values_list("id", flat=True)
+    )
+    timeout = settings.ARENA_GENERATION_TIMEOUT_SECONDS
+    return [
+        rid
+        for rid in stuck
+        if response_fail(response_id=rid, error=f"no answer within {timeout} s (reaped)")
+    ]

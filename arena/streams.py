@@ -1,0 +1,96 @@
+"""Token streams in Redis: the keys, the worker's batched writer and the SSE reader's helpers.
+
+One Redis Stream per Response, `arena:stream:<response id>`. Entries carry a kind `k`:
+`d` (a delta, text in `t`), `done` (the answer is stored in the database; `t` is the finish
+reason) or `fail` (`t` is the message for the visitor). The stream expires a while after its
+last entry: the database holds the full answer from then on.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+
+DELTA = "d"
+DONE = "done"
+FAIL = "fail"
+# A worker flushes what it has gathered at least this often, or once it holds this much text.
+FLUSH_SECONDS = 0.05
+FLUSH_CHARS = 64
+
+
+def stream_key(response_id: int) -> str:
+    return f"arena:stream:{response_id}"
+
+
+@functools.cache
+def redis_client() -> redis.Redis:
+    """The process's Redis client (thread-safe connection pool)."""
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+
+
+class StreamWriter:
+    """Batches deltas into few XADDs: every FLUSH_SECONDS or FLUSH_CHARS, whichever is first."""
+
+    def __init__(self, client: redis.Redis, response_id: int) -> None:
+        self.client = client
+        self.key = stream_key(response_id)
+        self._pending: list[str] = []
+        self._pending_chars = 0
+        self._last_flush = time.monotonic()
+
+    def delta(self, text: str) -> None:
+        if not text:
+            return
+        self._pending.append(text)
+        self._pending_chars += len(text)
+        now = time.monotonic()
+        if self._pending_chars >= FLUSH_CHARS or now - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.client.xadd(self.key, {"k": DELTA, "t": "".join(self._pending)})
+            self._pending.clear()
+            self._pending_chars = 0
+        self._last_flush = time.monotonic()
+
+    def close(self, kind: str, text: str) -> None:
+        """Flush, write the final entry and let the stream expire (the database has it now)."""
+        self.flush()
+        pipe = self.client.pipeline()
+        pipe.xadd(self.key, {"k": kind, "t": text})
+        pipe.expire(self.key, settings.ARENA_STREAM_TTL_SECONDS)
+        pipe.execute()
+
+
+_CURSOR_RE = re.compile(r"^(\d+):(\d+-\d+)$")
+
+
+@dataclass
+class Cursor:
+    """Where a reader of one side stands: the response and the last stream entry it received."""
+
+    response_id: int
+    entry_id: str = "0-0"
+
+
+def cursors_format(cursors: dict[str, Cursor]) -> str:
+    """The SSE `id:` of an event: both sides' positions, so a reconnect resumes both exactly."""
+    return ";".join(f"{side}={c.response_id}:{c.entry_id}" for side, c in sorted(cursors.items()))
+
+
+def cursors_parse(value: str | None, current: dict[str, int]) -> dict[str, Cursor]:
+    """Cursors from a Last-Event-ID; a side whose response changed (or a bad id) starts over."""
+    cursors = {side: Cursor(rid) for side, rid in current.items()}
+    for part in (value or "").split(";"):
+        side, _, position = part.partition("=")
+        match = _CURSOR_RE.match(position)
+        if side in cursors and match and int(match.group(1)) == current[side]:
+            cursors[side].entry_id = match.group(2)
+    return cursors

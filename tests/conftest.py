@@ -1,0 +1,139 @@
+"""The cast and the real parts shared by the tests.
+
+- `cast`: the models of a small arena (two tiny local models and one that always fails).
+- `worker`: a real Celery worker process consuming the cast's queues.
+- `live_server_url`: a real uvicorn process serving the ASGI app.
+Both processes use the test database and the run's Redis (see tests/testenv.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+
+from arena.embedded_redis import free_port
+from arena.models import ArenaModel
+
+ROOT = Path(__file__).resolve().parent.parent
+CAST_QUEUES = ["celery", "model.tiny-a", "model.tiny-b", "model.broken"]
+
+
+def database_url(settings_dict: dict[str, object]) -> str:
+    """A DATABASE_URL for the database this test process is using (the test database)."""
+    engine, name = str(settings_dict["ENGINE"]), settings_dict["NAME"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{name}"
+    user, password = settings_dict.get("USER") or "", settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host, port = settings_dict.get("HOST") or "localhost", settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from workers.tiny_models import build_tiny_chat_model
+
+    return build_tiny_chat_model(tmp_path_factory.mktemp("models") / "tiny", seed=1)
+
+
+@pytest.fixture
+def cast(db: None, tiny_model_dir: Path) -> dict[str, ArenaModel]:
+    """Two working tiny models in the sampling pool and a broken one kept out of it."""
+    common = {"backend": "local", "organization": "Test Org", "license": "MIT"}
+    sampling = {"max_tokens": 24, "temperature": 1.0}
+    return {
+        "tiny-a": ArenaModel.objects.create(
+            name="tiny-a",
+            display_name="Tiny Alpha",
+            options={"path": str(tiny_model_dir), "sampling": sampling},
+            **common,
+        ),
+        "tiny-b": ArenaModel.objects.create(
+            name="tiny-b",
+            display_name="Tiny Beta",
+            options={"path": str(tiny_model_dir), "sampling": {**sampling, "seed": 7}},
+            **common,
+        ),
+        "broken": ArenaModel.objects.create(
+            name="broken",
+            display_name="Broken Gamma",
+            options={"path": "/nonexistent/model"},
+            enabled=False,
+            **common,
+        ),
+    }
+
+
+def _subprocess_env() -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup: None, django_db_blocker: object, tiny_model_dir: Path) -> Iterator[str]:
+    """A real Celery worker (threads pool) on the cast's queues, against the test database."""
+    log = ROOT / "var" / "test-worker.log"
+    log.parent.mkdir(exist_ok=True)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool", "threads",
+             "--concurrency", "4", "-Q", ",".join(CAST_QUEUES), "--loglevel", "INFO",
+             "--hostname", f"test-worker-{os.getpid()}@localhost", "--without-heartbeat",
+             "--without-gossip", "--without-mingle"],
+            cwd=ROOT, env=_subprocess_env(), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while b"ready." not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield str(log)
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup: None) -> Iterator[str]:
+    """The ASGI app under a real uvicorn process."""
+    port = free_port()
+    log = ROOT / "var" / "test-web.log"
+    log.parent.mkdir(exist_ok=True)
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "arena.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--timeout-graceful-shutdown", "2"],
+            cwd=ROOT, env=_subprocess_env(), stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        _stop(process)

@@ -1,0 +1,81 @@
+"""One generation, start to end: claim the Response, stream the backend's deltas into Redis,
+store the answer. Called by the `generate` task; tests call it directly."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from arena import selectors, services, streams
+from arena.models import Response
+from workers.backends import backend_for
+from workers.backends.base import Backend, BackendError, Finish, SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+def sampling_params(options: dict[str, Any]) -> SamplingParams:
+    """The model's sampling defaults from its registry options."""
+    sampling = dict(options.get("sampling") or {})
+    if "stop" in sampling:
+        sampling["stop"] = tuple(sampling["stop"])
+    return SamplingParams(**sampling)
+
+
+def generation_run(*, response_id: int, backend: Backend | None = None) -> bool:
+    """Run one generation; False when there was nothing to do (claimed elsewhere or ended)."""
+    response = services.response_claim(response_id=response_id)
+    if response is None:
+        return False
+    started = time.monotonic()
+    writer = streams.StreamWriter(streams.redis_client(), response.id)
+    parts: list[str] = []
+    ttft_ms: int | None = None
+    try:
+        model = response.model
+        backend = backend or backend_for(model.backend, model.options)
+        finish: Finish | None = None
+        for event in backend.stream(
+            selectors.generation_messages(response), sampling_params(model.options)
+        ):
+            if isinstance(event, Finish):
+                finish = event
+                break
+            if ttft_ms is None:
+                ttft_ms = int((time.monotonic() - started) * 1000)
+            parts.append(event.text)
+            writer.delta(event.text)
+        if finish is None:
+            raise BackendError("the backend ended without a finish record")
+    except SoftTimeLimitExceeded:
+        return _fail(response, "generation timed out", parts)
+    except (BackendError, ValueError, OSError) as exc:
+        return _fail(response, str(exc) or type(exc).__name__, parts)
+    except Exception as exc:  # Anything else still must not leave the visitor waiting.
+        log.exception("generation of response %s crashed", response.id)
+        return _fail(response, f"{type(exc).__name__}: {exc}", parts)
+    latency_ms = int((time.monotonic() - started) * 1000)
+    text = "".join(parts)
+    # The database first: a reader that sees `done` may vote at once.
+    stored = services.response_complete(
+        response=response, text=text, finish=finish, ttft_ms=ttft_ms, latency_ms=latency_ms
+    )
+    if stored:
+        writer.close(streams.DONE, finish.finish_reason)
+    log.info(
+        "response %s done: %s tokens, ttft %s ms, %s ms",
+        response.id,
+        finish.completion_tokens,
+        ttft_ms,
+        latency_ms,
+    )
+    return stored
+
+
+def _fail(response: Response, error: str, parts: list[str]) -> bool:
+    log.warning("response %s failed: %s", response.id, error)
+    services.response_fail(response_id=response.id, error=error, text="".join(parts))
+    return True

@@ -1,0 +1,23 @@
+"""Celery tasks: thin. Each takes ids, calls one job, and owns its retries and time limits."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from arena.services import responses_reap_stuck
+from workers import app
+from workers.generation import generation_run
+
+_TIMEOUT = settings.ARENA_GENERATION_TIMEOUT_SECONDS
+
+
+@app.task(acks_late=True, soft_time_limit=_TIMEOUT, time_limit=_TIMEOUT + 30)
+def generate(response_id: int) -> None:
+    """Generate one side's answer. A redelivered task for a finished Response does nothing."""
+    generation_run(response_id=response_id)
+
+
+@app.task
+def reap_stuck() -> int:
+    """Fail the generations that outlived the timeout (a worker died, a server hung)."""
+    return len(responses_reap_stuck())
