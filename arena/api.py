@@ -167,10 +167,13 @@ async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
 async def _stream_events(
     responses: dict[str, Response], cursors: dict[str, streams.Cursor]
 ) -> AsyncIterator[str]:
-    client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    keepalive_s = settings.ARENA_SSE_KEEPALIVE_SECONDS
+    # The socket must outwait a blocking XREAD; the default timeout would cut it short.
+    client = aioredis.Redis.from_url(
+        settings.REDIS_URL, decode_responses=True, socket_timeout=keepalive_s + 10
+    )
     open_sides = set(responses)
     by_key = {streams.stream_key(r.id): side for side, r in responses.items()}
-    keepalive_ms = settings.ARENA_SSE_KEEPALIVE_SECONDS * 1000
     try:
         yield "retry: 1000\n\n"
         while open_sides:
@@ -188,7 +191,7 @@ async def _stream_events(
                 streams.stream_key(responses[side].id): cursors[side].entry_id
                 for side in open_sides
             }
-            batches = await client.xread(query, block=keepalive_ms, count=100)
+            batches = await client.xread(query, block=keepalive_s * 1000, count=100)
             if not batches:
                 yield ": keep-alive\n\n"
                 continue

@@ -1,0 +1,203 @@
+"""The battle services, called directly (the worker's part is played by the response services)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from arena import services
+from arena.errors import Conflict, InvalidInput, RateLimited, Unavailable
+from arena.models import ArenaModel, Battle, Outcome, Response, ResponseStatus, Turn, Vote
+from arena.streams import redis_client
+from workers.backends.base import Finish
+
+VISITOR = "visitor-1"
+OTHER = "visitor-2"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    redis_client().flushdb()
+
+
+def _answer(response: Response, text: str = "an answer") -> None:
+    """Play the worker: claim and complete one response."""
+    claimed = services.response_claim(response_id=response.id)
+    assert claimed is not None
+    services.response_complete(
+        response=claimed,
+        text=text,
+        finish=Finish(prompt_tokens=5, completion_tokens=len(text.split()), finish_reason="stop"),
+        ttft_ms=3,
+        latency_ms=10,
+    )
+
+
+def _answer_all(battle: Battle) -> None:
+    for response in Response.objects.filter(
+        turn__battle=battle, superseded=False, status=ResponseStatus.QUEUED
+    ):
+        _answer(response, f"**answer** {response.side}\n- item")
+
+
+def _new_battle(prompt: str = "Tell me about rivers.") -> Battle:
+    return services.battle_create(
+        visitor_id=VISITOR, prompt=prompt, rng=np.random.default_rng(0)
+    )
+
+
+def test_battle_create_draws_two_different_models_and_queues_both_sides(cast: dict) -> None:
+    battle = _new_battle()
+    assert battle.model_a != battle.model_b
+    assert {battle.model_a.name, battle.model_b.name} == {"tiny-a", "tiny-b"}  # broken is disabled
+    responses = Response.objects.filter(turn__battle=battle)
+    assert sorted(r.side for r in responses) == ["a", "b"]
+    assert all(r.status == ResponseStatus.QUEUED for r in responses)
+    assert len(battle.id) >= 20  # 128 random bits, url-safe
+
+
+@pytest.mark.parametrize("prompt", [None, "", "   ", 42])
+def test_missing_prompt_is_invalid(cast: dict, prompt: object) -> None:
+    with pytest.raises(InvalidInput, match="Type a prompt"):
+        services.battle_create(visitor_id=VISITOR, prompt=prompt)
+
+
+@override_settings(ARENA_MAX_PROMPT_CHARS=10)
+def test_oversized_prompt_is_invalid_and_says_the_limit(cast: dict) -> None:
+    with pytest.raises(InvalidInput, match="too long: 11 characters, at most 10"):
+        services.battle_create(visitor_id=VISITOR, prompt="x" * 11)
+    assert not Battle.objects.exists()
+
+
+def test_fewer_than_two_enabled_models_is_unavailable(cast: dict) -> None:
+    ArenaModel.objects.filter(name="tiny-b").update(enabled=False)
+    with pytest.raises(Unavailable, match="at least two enabled models"):
+        _new_battle()
+
+
+@override_settings(ARENA_BATTLES_PER_MINUTE=2)
+def test_battle_rate_limit_gives_retry_after(cast: dict) -> None:
+    _new_battle()
+    _new_battle()
+    with pytest.raises(RateLimited) as error:
+        _new_battle()
+    assert 1 <= error.value.retry_after <= 60
+    # Another visitor has a budget of their own.
+    services.battle_create(visitor_id=OTHER, prompt="hi")
+
+
+def test_vote_before_answers_are_done_is_refused(cast: dict) -> None:
+    battle = _new_battle()
+    with pytest.raises(Conflict, match="Wait until both answers are complete"):
+        services.vote_record(battle=battle, visitor_id=VISITOR, choice="a")
+
+
+def test_vote_records_outcome_conversations_and_facts(cast: dict) -> None:
+    battle = _new_battle("What is the capital of France?")
+    _answer_all(battle)
+    vote = services.vote_record(battle=battle, visitor_id=VISITOR, choice="tie")
+    assert vote.outcome == Outcome.TIE
+    assert (vote.model_a, vote.model_b) == (battle.model_a, battle.model_b)
+    assert vote.conversation_a == [
+        {"role": "user", "content": "What is the capital of France?"},
+        {"role": "assistant", "content": "**answer** a\n- item"},
+    ]
+    assert vote.turns == 1 and vote.language == "en" and vote.has_code is False
+    assert vote.style_a == {"headers": 0, "lists": 1, "bold": 1}
+    assert vote.tokens_b == 4
+    assert vote.is_valid
+
+
+def test_vote_twice_is_a_conflict(cast: dict) -> None:
+    battle = _new_battle()
+    _answer_all(battle)
+    services.vote_record(battle=battle, visitor_id=VISITOR, choice="a")
+    with pytest.raises(Conflict, match="the vote is in"):
+        services.vote_record(battle=battle, visitor_id=VISITOR, choice="b")
+    assert Vote.objects.get(battle=battle).outcome == Outcome.MODEL_A
+
+
+@pytest.mark.parametrize("choice", ["A", "left", "", None, 1])
+def test_bad_choice_is_invalid(cast: dict, choice: object) -> None:
+    battle = _new_battle()
+    _answer_all(battle)
+    with pytest.raises(InvalidInput, match="Vote with one of: a, b, tie, both_bad"):
+        services.vote_record(battle=battle, visitor_id=VISITOR, choice=choice)
+
+
+def test_vote_from_another_session_is_refused(cast: dict) -> None:
+    battle = _new_battle()
+    _answer_all(battle)
+    with pytest.raises(Conflict, match="another session"):
+        services.vote_record(battle=battle, visitor_id=OTHER, choice="a")
+
+
+def test_failed_battle_cannot_be_voted_on(cast: dict) -> None:
+    battle = _new_battle()
+    a, b = Response.objects.filter(turn__battle=battle).order_by("side")
+    _answer(a)
+    assert services.response_fail(response_id=b.id, error="server said no")
+    with pytest.raises(Conflict, match="Model B failed"):
+        services.vote_record(battle=battle, visitor_id=VISITOR, choice="a")
+
+
+def test_continue_adds_a_turn_and_each_side_keeps_its_own_history(cast: dict) -> None:
+    battle = _new_battle("first")
+    with pytest.raises(Conflict, match="Wait until both answers"):
+        services.battle_continue(battle=battle, visitor_id=VISITOR, prompt="second")
+    _answer_all(battle)
+    turn = services.battle_continue(battle=battle, visitor_id=VISITOR, prompt="second")
+    assert turn.index == 1
+    _answer_all(battle)
+    vote = services.vote_record(battle=battle, visitor_id=VISITOR, choice="b")
+    assert [m["content"] for m in vote.conversation_b] == [
+        "first",
+        "**answer** b\n- item",
+        "second",
+        "**answer** b\n- item",
+    ]
+    assert vote.turns == 2
+
+
+@override_settings(ARENA_MAX_TURNS=2)
+def test_turn_limit_is_enforced_with_a_message(cast: dict) -> None:
+    battle = _new_battle()
+    _answer_all(battle)
+    services.battle_continue(battle=battle, visitor_id=VISITOR, prompt="two")
+    _answer_all(battle)
+    with pytest.raises(InvalidInput, match="limit of 2 turns"):
+        services.battle_continue(battle=battle, visitor_id=VISITOR, prompt="three")
+
+
+def test_regenerate_supersedes_the_last_answers(cast: dict) -> None:
+    battle = _new_battle()
+    with pytest.raises(Conflict, match="Wait until both answers"):
+        services.battle_regenerate(battle=battle, visitor_id=VISITOR)
+    _answer_all(battle)
+    services.battle_regenerate(battle=battle, visitor_id=VISITOR)
+    responses = Response.objects.filter(turn__battle=battle)
+    assert responses.filter(superseded=True).count() == 2
+    fresh = responses.filter(superseded=False)
+    assert sorted(r.status for r in fresh) == ["queued", "queued"]
+    assert Turn.objects.filter(battle=battle).count() == 1
+
+
+def test_claim_happens_exactly_once(cast: dict) -> None:
+    battle = _new_battle()
+    response = Response.objects.filter(turn__battle=battle).first()
+    assert services.response_claim(response_id=response.id) is not None
+    assert services.response_claim(response_id=response.id) is None
+
+
+def test_reaper_fails_generations_that_outlived_the_timeout(cast: dict) -> None:
+    battle = _new_battle()
+    later = timezone.now() + dt.timedelta(hours=1)
+    reaped = services.responses_reap_stuck(now=later)
+    assert len(reaped) == 2
+    statuses = set(Response.objects.filter(turn__battle=battle).values_list("status", flat=True))
+    assert statuses == {ResponseStatus.FAILED}
+    assert services.responses_reap_stuck(now=later) == []
