@@ -76,7 +76,9 @@ def _battle(request: HttpRequest, battle_id: str) -> Battle:
 @json_api(methods=("POST",))
 def battles_create(request: HttpRequest) -> HttpResponse:
     battle = services.battle_create(
-        visitor_id=visitor_id(request), ip_hash=ip_hash(request), prompt=_body(request).get("prompt")
+        visitor_id=visitor_id(request),
+        ip_hash=ip_hash(request),
+        prompt=_body(request).get("prompt"),
     )
     return JsonResponse(selectors.battle_state(battle), status=201)
 
@@ -224,4 +226,6 @@ async def _sides_final_without_stream(
     if not missing:
         return {}
     fresh = await sync_to_async(_responses_refresh)([responses[side].id for side in missing])
-    return {side: fresh[responses[side].id] for side in missing if fresh[responses[side].id].is_final}
+    return {
+        side: fresh[responses[side].id] for side in missing if fresh[responses[side].id].is_final
+    }

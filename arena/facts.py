@@ -23,10 +23,80 @@ _SCRIPTS: list[tuple[str, re.Pattern[str]]] = [
     ("hi", re.compile(r"[\u0900-\u097f]")),
 ]
 _STOPWORDS: dict[str, frozenset[str]] = {
-    "en": frozenset("the and is are of to in what how you that this it for with can".split()),
-    "de": frozenset("der die das und ist nicht ich sie wie was mit für ein eine".split()),
-    "fr": frozenset("le la les et est une des que qui pas pour dans avec vous".split()),
-    "es": frozenset("el la los las y es que de una por para con como qué".split()),
+    "en": frozenset(
+        [
+            "the",
+            "and",
+            "is",
+            "are",
+            "of",
+            "to",
+            "in",
+            "what",
+            "how",
+            "you",
+            "that",
+            "this",
+            "it",
+            "for",
+            "with",
+            "can",
+        ]
+    ),
+    "de": frozenset(
+        [
+            "der",
+            "die",
+            "das",
+            "und",
+            "ist",
+            "nicht",
+            "ich",
+            "sie",
+            "wie",
+            "was",
+            "mit",
+            "für",
+            "ein",
+            "eine",
+        ]
+    ),
+    "fr": frozenset(
+        [
+            "le",
+            "la",
+            "les",
+            "et",
+            "est",
+            "une",
+            "des",
+            "que",
+            "qui",
+            "pas",
+            "pour",
+            "dans",
+            "avec",
+            "vous",
+        ]
+    ),
+    "es": frozenset(
+        [
+            "el",
+            "la",
+            "los",
+            "las",
+            "y",
+            "es",
+            "que",
+            "de",
+            "una",
+            "por",
+            "para",
+            "con",
+            "como",
+            "qué",
+        ]
+    ),
 }
 
 

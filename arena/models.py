@@ -94,6 +94,9 @@ class Turn(models.Model):
             models.UniqueConstraint(fields=["battle", "index"], name="turn_unique_index"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.battle_id} turn {self.index}"
+
 
 class ResponseStatus(models.TextChoices):
     QUEUED = "queued"
@@ -125,6 +128,9 @@ class Response(models.Model):
     class Meta:
         ordering = ["turn", "side", "id"]
         indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"response {self.id} ({self.side}, {self.status})"
 
     @property
     def is_final(self) -> bool:
@@ -172,3 +178,6 @@ class Vote(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"vote on {self.battle_id}: {self.outcome}"

@@ -89,7 +89,9 @@ def _fail(index: int, name: object, fieldname: str, problem: str) -> RegistryErr
     return RegistryError(f"models file: {who}, field {fieldname!r}: {problem}")
 
 
-def _check(raw: dict[str, Any], index: int, key: str, types: tuple[type, ...], required: bool):
+def _check(
+    raw: dict[str, Any], index: int, key: str, types: tuple[type, ...], required: bool
+) -> Any:
     name = raw.get("name")
     if key not in raw:
         if required:
@@ -111,7 +113,7 @@ def _type_names(types: tuple[type, ...]) -> str:
 
 
 def registry_parse(text: str, *, base_dir: Path) -> list[ModelEntry]:
-    """Parse the text of a models file into entries; relative local paths resolve against base_dir."""
+    """Parse a models file's text; relative local paths resolve against `base_dir`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

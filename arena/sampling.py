@@ -30,7 +30,8 @@ def pair_probabilities(weights: Sequence[float]) -> np.ndarray:
         raise NotEnoughModels("at least two enabled models with a positive sampling weight")
     pair = np.outer(w, w)
     np.fill_diagonal(pair, 0.0)
-    return pair / pair.sum()
+    probabilities: np.ndarray = pair / pair.sum()
+    return probabilities
 
 
 def pair_sample(weights: Sequence[float], rng: np.random.Generator) -> tuple[int, int]:

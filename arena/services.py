@@ -81,8 +81,8 @@ def battle_create(
 
 def _battle_lock(battle: Battle, visitor_id: str) -> Battle:
     """Re-read the battle under a row lock so concurrent requests on it run one at a time."""
-    locked = Battle.objects.select_for_update().select_related("model_a", "model_b").get(
-        id=battle.id
+    locked = (
+        Battle.objects.select_for_update().select_related("model_a", "model_b").get(id=battle.id)
     )
     if locked.visitor_id != visitor_id:
         # selectors.battle_get checked this already; a second check costs nothing.
@@ -224,7 +224,9 @@ def response_fail(*, response_id: int, error: str, text: str = "") -> bool:
     """Mark a response failed and tell its stream's readers; False if it had already ended."""
     failed = Response.objects.filter(
         id=response_id, status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]
-    ).update(status=ResponseStatus.FAILED, error=error[:2000], text=text, finished_at=timezone.now())
+    ).update(
+        status=ResponseStatus.FAILED, error=error[:2000], text=text, finished_at=timezone.now()
+    )
     if failed:
         side = Response.objects.values_list("side", flat=True).get(id=response_id)
         try:

@@ -6,6 +6,7 @@ is killed outright (PR_SET_PDEATHSIG), so no process is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -125,10 +126,8 @@ class Command(BaseCommand):
         # Web first (no new battles), then workers, then Redis which they all need.
         for name, child in reversed(self.children):
             if child.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + 10
             while child.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)

@@ -1,0 +1,62 @@
+"""The generation job step, called directly (the Celery task is a one-line wrapper around it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from arena import services, streams
+from arena.models import Response, ResponseStatus
+from workers.generation import generation_run, sampling_params
+
+
+@pytest.fixture
+def battle(cast: dict):
+    streams.redis_client().flushdb()
+    return services.battle_create(
+        visitor_id="v", prompt="Say something.", rng=np.random.default_rng(3)
+    )
+
+
+def _entries(response: Response) -> list[dict[str, str]]:
+    return [fields for _, fields in streams.redis_client().xrange(streams.stream_key(response.id))]
+
+
+def test_generation_streams_batched_deltas_then_stores_the_answer(battle) -> None:
+    response = Response.objects.filter(turn__battle=battle).first()
+    assert generation_run(response_id=response.id) is True
+    response.refresh_from_db()
+    assert response.status == ResponseStatus.DONE
+    entries = _entries(response)
+    assert entries[-1] == {"k": "done", "t": response.finish_reason}
+    deltas = [e["t"] for e in entries if e["k"] == "d"]
+    assert "".join(deltas) == response.text
+    assert response.completion_tokens >= len(deltas)  # batched: never more entries than tokens
+    assert response.prompt_tokens > 0 and response.latency_ms >= (response.ttft_ms or 0)
+    # The stream expires: the database has the answer now.
+    assert 0 < streams.redis_client().ttl(streams.stream_key(response.id)) <= 600
+
+
+def test_a_redelivered_task_does_nothing(battle) -> None:
+    response = Response.objects.filter(turn__battle=battle).first()
+    generation_run(response_id=response.id)
+    before = _entries(response)
+    assert generation_run(response_id=response.id) is False
+    assert _entries(response) == before
+
+
+def test_a_backend_error_fails_the_response_and_tells_the_stream(battle, cast: dict) -> None:
+    response = Response.objects.filter(turn__battle=battle).first()
+    Response.objects.filter(id=response.id).update(model=cast["broken"])
+    generation_run(response_id=response.id)
+    response.refresh_from_db()
+    assert response.status == ResponseStatus.FAILED
+    assert "/nonexistent/model" in response.error
+    label = "Model A" if response.side == "a" else "Model B"
+    assert _entries(response)[-1] == {"k": "fail", "t": f"{label} failed; start a new round."}
+
+
+def test_sampling_params_come_from_the_registry_options() -> None:
+    params = sampling_params({"sampling": {"temperature": 0.2, "stop": ["###"], "max_tokens": 9}})
+    assert (params.temperature, params.stop, params.max_tokens) == (0.2, ("###",), 9)
+    assert sampling_params({}).max_tokens == 256
