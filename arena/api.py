@@ -175,7 +175,7 @@ async def _stream_events(
         settings.REDIS_URL, decode_responses=True, socket_timeout=keepalive_s + 10
     )
     open_sides = set(responses)
-    by_key = {streams.stream_key(r.id): side for side, r in responses.items()}
+    by_key = {streams.stream_key(r.turn.battle_id, r.id): side for side, r in responses.items()}
     try:
         yield "retry: 1000\n\n"
         while open_sides:
@@ -190,7 +190,9 @@ async def _stream_events(
             if not open_sides:
                 break
             query = {
-                streams.stream_key(responses[side].id): cursors[side].entry_id
+                streams.stream_key(responses[side].turn.battle_id, responses[side].id): cursors[
+                    side
+                ].entry_id
                 for side in open_sides
             }
             batches = await client.xread(query, block=keepalive_s * 1000, count=100)
@@ -221,7 +223,10 @@ async def _stream_events(
 async def _sides_final_without_stream(
     client: aioredis.Redis, responses: dict[str, Response], open_sides: set[str]
 ) -> dict[str, Response]:
-    keys = {side: streams.stream_key(responses[side].id) for side in open_sides}
+    keys = {
+        side: streams.stream_key(responses[side].turn.battle_id, responses[side].id)
+        for side in open_sides
+    }
     missing = [side for side, key in keys.items() if not await client.exists(key)]
     if not missing:
         return {}

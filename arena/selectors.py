@@ -30,7 +30,8 @@ def demo_models_enabled() -> bool:
 
 def responses_current(turn: Turn) -> dict[str, Response]:
     """The answer of each side to a turn (the latest, not superseded by a regenerate)."""
-    return {r.side: r for r in turn.responses.filter(superseded=False).select_related("model")}
+    responses = turn.responses.filter(superseded=False).select_related("model", "turn")
+    return {r.side: r for r in responses}
 
 
 def turns_with_responses(battle: Battle) -> list[tuple[Turn, dict[str, Response]]]:

@@ -228,9 +228,11 @@ def response_fail(*, response_id: int, error: str, text: str = "") -> bool:
         status=ResponseStatus.FAILED, error=error[:2000], text=text, finished_at=timezone.now()
     )
     if failed:
-        side = Response.objects.values_list("side", flat=True).get(id=response_id)
+        side, battle_id = Response.objects.values_list("side", "turn__battle_id").get(
+            id=response_id
+        )
         try:
-            writer = streams.StreamWriter(streams.redis_client(), response_id)
+            writer = streams.StreamWriter(streams.redis_client(), battle_id, response_id)
             writer.close(streams.FAIL, selectors.visitor_failure_message(side))
         except redis.RedisError as exc:
             # The database says failed; a reader that reconnects learns it from there.

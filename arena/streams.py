@@ -1,6 +1,6 @@
 """Token streams in Redis: the keys, the worker's batched writer and the SSE reader's helpers.
 
-One Redis Stream per Response, `arena:stream:<response id>`. Entries carry a kind `k`:
+One Redis Stream per Response, `arena:stream:<battle id>:<response id>`. Entries carry a kind `k`:
 `d` (a delta, text in `t`), `done` (the answer is stored in the database; `t` is the finish
 reason) or `fail` (`t` is the message for the visitor). The stream expires a while after its
 last entry: the database holds the full answer from then on.
@@ -24,8 +24,9 @@ FLUSH_SECONDS = 0.05
 FLUSH_CHARS = 64
 
 
-def stream_key(response_id: int) -> str:
-    return f"arena:stream:{response_id}"
+def stream_key(battle_id: str, response_id: int) -> str:
+    # The battle's random id keeps keys unique even where a database reuses row ids.
+    return f"arena:stream:{battle_id}:{response_id}"
 
 
 @functools.cache
@@ -37,9 +38,9 @@ def redis_client() -> redis.Redis:
 class StreamWriter:
     """Batches deltas into few XADDs: every FLUSH_SECONDS or FLUSH_CHARS, whichever is first."""
 
-    def __init__(self, client: redis.Redis, response_id: int) -> None:
+    def __init__(self, client: redis.Redis, battle_id: str, response_id: int) -> None:
         self.client = client
-        self.key = stream_key(response_id)
+        self.key = stream_key(battle_id, response_id)
         self._pending: list[str] = []
         self._pending_chars = 0
         self._last_flush = time.monotonic()

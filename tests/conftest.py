@@ -39,9 +39,11 @@ def database_url(settings_dict: dict[str, object]) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Llama chat model folder (about 460k parameters), built in well under 1 s."""
+    # Imported here so that collecting the other tests does not import torch.
     from workers.tiny_models import build_tiny_chat_model
 
-    return build_tiny_chat_model(tmp_path_factory.mktemp("models") / "tiny", seed=1)
+    return build_tiny_chat_model(tmp_path_factory.mktemp("models") / "tiny", seed=7)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ tests start inherit the same environment, so every process talks to the same Red
 
 from __future__ import annotations
 
+import atexit
 import os
 import subprocess
 import tempfile
@@ -15,6 +16,7 @@ import tempfile
 os.environ.setdefault("ARENA_DEMO", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("ARENA_DATA_DIR", tempfile.mkdtemp(prefix="arena-test-"))
 
 _redis: subprocess.Popen[bytes] | None = None
@@ -27,7 +29,15 @@ if not os.environ.get("REDIS_URL"):
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{_port}/0"
 
 
-def pytest_unconfigure(config: object) -> None:
+def _redis_stop() -> None:
     if _redis is not None and _redis.poll() is None:
         _redis.terminate()
         _redis.wait(timeout=10)
+
+
+# atexit too: pytest skips pytest_unconfigure when a conftest fails to import.
+atexit.register(_redis_stop)
+
+
+def pytest_unconfigure(config: object) -> None:
+    _redis_stop()

@@ -31,7 +31,7 @@ def generation_run(*, response_id: int, backend: Backend | None = None) -> bool:
     if response is None:
         return False
     started = time.monotonic()
-    writer = streams.StreamWriter(streams.redis_client(), response.id)
+    writer = streams.StreamWriter(streams.redis_client(), response.turn.battle_id, response.id)
     parts: list[str] = []
     ttft_ms: int | None = None
     try:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from celery.signals import worker_ready
 from django.conf import settings
 
 from arena.services import responses_reap_stuck
 from workers import app
 from workers.generation import generation_run
+from workers.warmup import local_models_warm_in_background
 
 _TIMEOUT = settings.ARENA_GENERATION_TIMEOUT_SECONDS
 
@@ -21,3 +25,8 @@ def generate(response_id: int) -> None:
 def reap_stuck() -> int:
     """Fail the generations that outlived the timeout (a worker died, a server hung)."""
     return len(responses_reap_stuck())
+
+
+@worker_ready.connect
+def _warm_local_models(sender: Any, **kwargs: Any) -> None:
+    local_models_warm_in_background(sender.app.amqp.queues.consume_from.keys())

@@ -82,7 +82,9 @@ class Visitor:
                     fields[name] = value.removeprefix(" ")
                     continue
                 if "event" in fields:
-                    events.append(Event(fields["event"], json.loads(fields["data"]), fields.get("id")))
+                    events.append(
+                        Event(fields["event"], json.loads(fields["data"]), fields.get("id"))
+                    )
                     if fields["event"] == "end":
                         break
                     if stop_after is not None and len(events) >= stop_after:
@@ -192,7 +194,7 @@ def test_stream_of_a_finished_battle_replays_from_the_database(visitor: Visitor)
     battle_id = visitor.post("/battles", {"prompt": "Hello"}).json()["id"]
     live = visitor.stream(battle_id)
     for response in Response.objects.filter(turn__battle_id=battle_id):
-        redis_client().delete(stream_key(response.id))  # as if the stream had expired
+        redis_client().delete(stream_key(battle_id, response.id))  # as if the stream had expired
     replay = visitor.stream(battle_id)
     assert [e.event for e in replay].count("snapshot") == 2
     assert _texts(replay) == _texts(live)

@@ -72,7 +72,8 @@ def test_parse_reads_every_field(tmp_path: Path) -> None:
         ),
         ('name = "Bad Name"\ndisplay_name = "X"\nbackend = "local"', "field 'name': use lowercase"),
         (
-            'name = "x"\ndisplay_name = "X"\nbackend = "local"\nenabled = "yes"\noptions = {path = "m"}',
+            'name = "x"\ndisplay_name = "X"\nbackend = "local"\nenabled = "yes"\n'
+            'options = {path = "m"}',
             "field 'enabled': must be a boolean, not str",
         ),
     ],

@@ -45,9 +45,7 @@ def _answer_all(battle: Battle) -> None:
 
 
 def _new_battle(prompt: str = "Tell me about rivers.") -> Battle:
-    return services.battle_create(
-        visitor_id=VISITOR, prompt=prompt, rng=np.random.default_rng(0)
-    )
+    return services.battle_create(visitor_id=VISITOR, prompt=prompt, rng=np.random.default_rng(0))
 
 
 def test_battle_create_draws_two_different_models_and_queues_both_sides(cast: dict) -> None:

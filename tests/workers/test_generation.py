@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from arena import services, streams
-from arena.models import Response, ResponseStatus
+from arena.models import ArenaModel, Response, ResponseStatus
 from workers.generation import generation_run, sampling_params
 
 
@@ -19,7 +19,12 @@ def battle(cast: dict):
 
 
 def _entries(response: Response) -> list[dict[str, str]]:
-    return [fields for _, fields in streams.redis_client().xrange(streams.stream_key(response.id))]
+    return [
+        fields
+        for _, fields in streams.redis_client().xrange(
+            streams.stream_key(response.turn.battle_id, response.id)
+        )
+    ]
 
 
 def test_generation_streams_batched_deltas_then_stores_the_answer(battle) -> None:
@@ -34,7 +39,11 @@ def test_generation_streams_batched_deltas_then_stores_the_answer(battle) -> Non
     assert response.completion_tokens >= len(deltas)  # batched: never more entries than tokens
     assert response.prompt_tokens > 0 and response.latency_ms >= (response.ttft_ms or 0)
     # The stream expires: the database has the answer now.
-    assert 0 < streams.redis_client().ttl(streams.stream_key(response.id)) <= 600
+    assert (
+        0
+        < streams.redis_client().ttl(streams.stream_key(response.turn.battle_id, response.id))
+        <= 600
+    )
 
 
 def test_a_redelivered_task_does_nothing(battle) -> None:
@@ -60,3 +69,12 @@ def test_sampling_params_come_from_the_registry_options() -> None:
     params = sampling_params({"sampling": {"temperature": 0.2, "stop": ["###"], "max_tokens": 9}})
     assert (params.temperature, params.stop, params.max_tokens) == (0.2, ("###",), 9)
     assert sampling_params({}).max_tokens == 256
+
+
+def test_warmup_loads_the_local_models_of_the_workers_queues(cast: dict) -> None:
+    from workers.warmup import local_models_warm
+
+    ArenaModel.objects.filter(name="broken").update(enabled=True)
+    # tiny-b's queue is not consumed here; the broken model logs and is skipped.
+    warmed = local_models_warm(["celery", "model.tiny-a", "model.broken"])
+    assert warmed == ["tiny-a"]

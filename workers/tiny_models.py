@@ -1,0 +1,495 @@
+"""Tiny chat models built on the fly, so the demo and the tests need no download.
+
+Each model is a standard Hugging Face causal LM (Llama or Mistral config, head dim 64 so that
+vLLM's CPU attention kernel accepts it) with random weights and a byte-level BPE tokenizer
+trained here on a small built-in corpus. Its answers are noise, but noise that looks like text
+fragments: the output head is shaped so that tokens come out roughly as often as in the corpus
+(see `_shape_output_head`), and now and then it says end-of-turn, so answers sometimes
+stop on their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import string
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    GenerationConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
+
+# Bump when the recipe changes, so that folders built by an older recipe are rebuilt.
+BUILDER_VERSION = 1
+MARKER = "arena-tiny.json"
+MAX_POSITIONS = 2048
+
+BOS, EOS, PAD = "<s>", "</s>", "<pad>"
+ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
+SPECIAL_TOKENS = (PAD, BOS, EOS, *ROLE_TOKENS)
+
+# Each turn is closed by the eos token, so a model that says eos has ended its answer.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+# Qwen2 is left out on purpose: transformers 5's AutoTokenizer replaces any generic tokenizer of a
+# "qwen2" model with its own Qwen2Tokenizer (another pre-tokenizer, an extra <|endoftext|>), so
+# the tokenizer trained here would not be the one that loads.
+ARCHITECTURES: dict[str, tuple[type[Any], type[PreTrainedModel], dict[str, Any]]] = {
+    "llama": (LlamaConfig, LlamaForCausalLM, {}),
+    # No sliding window: full attention, as in Llama, which every backend handles.
+    "mistral": (MistralConfig, MistralForCausalLM, {"sliding_window": None}),
+}
+
+PROSE: tuple[str, ...] = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Hello! How can I help you today?",
+    "Sure, here is a short answer to your question.",
+    "I think the best way to learn a language is to read a little every day.",
+    "The weather was cold, so we stayed inside and made tea.",
+    "Paris is the capital of France, and Rome is the capital of Italy.",
+    "Water boils at one hundred degrees Celsius at sea level.",
+    "There are many reasons why this might happen; let me explain a few of them.",
+    "First, check the settings. Then restart the service and try again.",
+    "In summary, both options work, but the second one is simpler.",
+    "She opened the window and listened to the rain on the roof.",
+    "Thank you for asking. That is a great question!",
+    "A model answers a prompt, and people vote for the better answer.",
+    "It depends on the context, but usually the answer is yes.",
+    "Once upon a time, a small robot wanted to write poems about the sea.",
+    "The meeting starts at nine, so please be on time.",
+    "Numbers like 3.14, 42 and 2024 appear in many answers.",
+    "Let's think step by step: 2 + 3 = 5, and 5 * 4 = 20.",
+    "The function returns a list of names, sorted by their rating.",
+    "Here are three ideas: a picnic, a museum visit, or a walk by the river.",
+    "Why is the sky blue? Because air scatters blue light more than red light.",
+    "Dear team, the release is ready for review. Best regards, Sam.",
+    "To be, or not to be, that is the question.",
+    "Errors should never pass silently, unless explicitly silenced.",
+)
+CODE: tuple[str, ...] = (
+    "def add(a, b):\n    return a + b\n",
+    "for i in range(10):\n    print(i * i)\n",
+    'import json\n\ndata = json.loads(text)\nprint(data["name"])\n',
+    "class Point:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n",
+    "if x > 0:\n    return True\nelse:\n    return False\n",
+    "const total = items.reduce((sum, item) => sum + item.price, 0);",
+    "SELECT name, count(*) FROM votes GROUP BY name ORDER BY 2 DESC;",
+    "$ pip install -e . && python -m pytest -q",
+    'fn main() {\n    println!("Hello, world!");\n}\n',
+)
+MARKDOWN: tuple[str, ...] = (
+    "# Getting started\n\nInstall the package, then run the server.\n",
+    "## Steps\n\n1. Clone the repository.\n2. Create a virtual environment.\n3. Run the tests.\n",
+    "- **Fast**: answers stream as they are written.\n- **Fair**: the names stay hidden.\n",
+    "| model | score |\n| --- | --- |\n| alpha | 1012 |\n| beta | 988 |\n",
+    "> Note: the results may change as more votes arrive.\n",
+    "Use `git status` to see which files changed, and `git diff` to see how.",
+    "```python\nprint('hello')\n```\n",
+)
+DEFAULT_CORPUS: tuple[str, ...] = PROSE + CODE + MARKDOWN
+
+
+def focused_corpus(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """The default corpus with `texts` weighed four times: another tokenizer, another voice."""
+    return DEFAULT_CORPUS + texts * 3
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """One demo model: what `build_tiny_chat_model` needs plus what the registry shows."""
+
+    name: str
+    display_name: str
+    description: str
+    seed: int
+    architecture: str = "llama"
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 2
+    num_kv_heads: int | None = None
+    vocab_size: int = 512
+    corpus: tuple[str, ...] = DEFAULT_CORPUS
+    organization: str = "Model Arena demo"
+    license: str = "Apache-2.0"
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    name: str
+    path: Path
+    params: int
+
+
+# All have head dim 64 (hidden size / heads): vLLM's CPU attention kernel takes 64, not 16.
+DEMO_MODELS: tuple[TinyModelSpec, ...] = (
+    TinyModelSpec(
+        name="tiny-llama-a",
+        display_name="Tiny Llama A",
+        description="A two-layer Llama with random weights; babbles in fragments of prose.",
+        seed=101,
+        corpus=focused_corpus(PROSE),
+    ),
+    TinyModelSpec(
+        name="tiny-llama-b",
+        display_name="Tiny Llama B",
+        description="A deeper Llama (3 layers, grouped-query attention) that leans towards code.",
+        seed=202,
+        corpus=focused_corpus(CODE),
+        num_layers=3,
+        intermediate_size=384,
+        num_kv_heads=1,
+        vocab_size=640,
+    ),
+    TinyModelSpec(
+        name="tiny-mistral-a",
+        display_name="Tiny Mistral A",
+        description="A two-layer Mistral with a wider MLP that leans towards Markdown.",
+        seed=303,
+        corpus=focused_corpus(MARKDOWN),
+        architecture="mistral",
+        intermediate_size=320,
+        vocab_size=576,
+    ),
+)
+
+# Weight initialisation draws from torch's global generator: builds must not interleave.
+_build_lock = threading.Lock()
+
+
+def build_tiny_chat_model(
+    path: Path,
+    *,
+    seed: int,
+    hidden_size: int = 128,
+    intermediate_size: int = 256,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    num_kv_heads: int | None = None,
+    vocab_size: int = 512,
+    corpus: Sequence[str] | None = None,
+    architecture: str = "llama",
+) -> Path:
+    """Build a random-weight chat model into `path`, or do nothing if it is already there.
+
+    Parameters
+    ----------
+    path
+        The model folder. It is created; if it exists it must be empty or hold a model built
+        here (its `arena-tiny.json` marker), never someone else's files.
+    seed
+        Seeds the weights; the tokenizer depends only on `corpus` and `vocab_size`.
+    hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads
+        The shape; `hidden_size / num_heads` is the head dim, which vLLM on CPU wants at 64.
+    vocab_size
+        The BPE vocabulary size (an upper bound: a small corpus may yield fewer tokens; the
+        model's embedding keeps the full size).
+    corpus
+        Training text for the tokenizer and the output head's token frequencies.
+    architecture
+        "llama" or "mistral".
+
+    Returns
+    -------
+    Path
+        `path`, loadable offline with `AutoModelForCausalLM` and `AutoTokenizer`.
+
+    Raises
+    ------
+    ValueError
+        On an unknown architecture, a shape that does not divide, or a foreign `path`.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; choose from {list(ARCHITECTURES)}"
+        )
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
+    kv_heads = num_kv_heads or num_heads
+    if num_heads % kv_heads:
+        raise ValueError(f"num_heads {num_heads} is not a multiple of num_kv_heads {kv_heads}")
+    texts = tuple(corpus) if corpus is not None else DEFAULT_CORPUS
+    if not texts:
+        raise ValueError("corpus is empty")
+
+    path = Path(path)
+    recipe = {
+        "builder_version": BUILDER_VERSION,
+        "architecture": architecture,
+        "seed": seed,
+        "hidden_size": hidden_size,
+        "intermediate_size": intermediate_size,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "num_kv_heads": kv_heads,
+        "vocab_size": vocab_size,
+        # The corpus itself may be long; its digest is enough to tell two apart.
+        "corpus_sha256": _digest(texts),
+    }
+    if _read_marker(path) == recipe:
+        return path
+    if path.exists() and any(path.iterdir()) and _read_marker(path) is None:
+        raise ValueError(f"{path} is not empty and was not built by build_tiny_chat_model")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and swap it in, so a reader never sees half a model and two
+    # processes building the same folder at once both end with a whole one.
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from a worker run as another user
+    try:
+        params = _build_into(
+            staging,
+            seed=seed,
+            architecture=architecture,
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            num_kv_heads=kv_heads,
+            vocab_size=vocab_size,
+            corpus=texts,
+        )
+        (staging / MARKER).write_text(json.dumps({**recipe, "params": params}, indent=2) + "\n")
+        if path.exists():
+            shutil.rmtree(path)
+        try:
+            staging.rename(path)
+        except OSError:
+            # Another process swapped in its build first; it is the same model.
+            if _read_marker(path) != recipe:
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def build_demo_models(data_dir: Path) -> list[BuiltModel]:
+    """Build every model of `DEMO_MODELS` under `data_dir/models/<name>` (idempotent)."""
+    built = []
+    for spec in DEMO_MODELS:
+        path = build_tiny_chat_model(
+            Path(data_dir) / "models" / spec.name,
+            seed=spec.seed,
+            hidden_size=spec.hidden_size,
+            intermediate_size=spec.intermediate_size,
+            num_layers=spec.num_layers,
+            num_heads=spec.num_heads,
+            num_kv_heads=spec.num_kv_heads,
+            vocab_size=spec.vocab_size,
+            corpus=spec.corpus,
+            architecture=spec.architecture,
+        )
+        built.append(BuiltModel(name=spec.name, path=path, params=model_param_count(path)))
+    return built
+
+
+def model_param_count(path: Path) -> int:
+    """The parameter count recorded when `path` was built."""
+    marker = _read_marker(path, with_params=True)
+    if marker is None:
+        raise ValueError(f"{path} holds no model built by build_tiny_chat_model")
+    return int(marker["params"])
+
+
+def demo_model_spec(name: str) -> TinyModelSpec:
+    for spec in DEMO_MODELS:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def _build_into(
+    folder: Path,
+    *,
+    seed: int,
+    architecture: str,
+    hidden_size: int,
+    intermediate_size: int,
+    num_layers: int,
+    num_heads: int,
+    num_kv_heads: int,
+    vocab_size: int,
+    corpus: Sequence[str],
+) -> int:
+    tokenizer = _train_tokenizer(corpus, vocab_size)
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in (BOS, EOS, PAD)}
+    config_class, model_class, extra = ARCHITECTURES[architecture]
+    config = config_class(
+        **extra,
+        vocab_size=max(vocab_size, len(tokenizer)),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=False,
+        bos_token_id=ids[BOS],
+        eos_token_id=ids[EOS],
+        pad_token_id=ids[PAD],
+    )
+    # fork_rng leaves the caller's global random state as it was.
+    with _build_lock, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config).eval()
+        _shape_output_head(model, tokenizer, corpus)
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD]
+    )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    _patch_tokenizer_config(folder)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _train_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        # The full byte alphabet, so that any prompt (accents, emoji) encodes without loss.
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        additional_special_tokens=list(ROLE_TOKENS),
+        model_max_length=MAX_POSITIONS,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def _patch_tokenizer_config(folder: Path) -> None:
+    # transformers 5 names the class "TokenizersBackend", which 4.x (as in a vLLM venv) cannot
+    # resolve; "PreTrainedTokenizerFast" loads in both. The template goes in the config too,
+    # for readers older than the separate chat_template.jinja file.
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config["chat_template"] = CHAT_TEMPLATE
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+@torch.no_grad()
+def _shape_output_head(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, corpus: Sequence[str]
+) -> None:
+    """Make the random model emit corpus-like tokens instead of uniform noise over bytes.
+
+    A uniform pick over a byte-level vocabulary is half invalid UTF-8. So hidden dimension 0
+    becomes a constant: every embedding holds the same value there, the blocks neither read it
+    (their input norms weigh it 0) nor write it (row 0 of their output projections is 0), and
+    after the final norm it is a near-constant that column 0 of the output head turns into a
+    per-token bias equal to the token's log-frequency in the corpus. The other columns stay
+    random and context-dependent, rescaled so that they move logits by about one nat.
+    """
+    inner = model.base_model
+    embed = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    embed[:, 0] = 1.0
+    for layer in inner.layers:
+        layer.input_layernorm.weight[0] = 0.0
+        layer.post_attention_layernorm.weight[0] = 0.0
+        layer.self_attn.o_proj.weight[0, :] = 0.0
+        layer.mlp.down_proj.weight[0, :] = 0.0
+
+    log_freq = _token_log_frequencies(tokenizer, corpus, head.shape[0])
+    encoded = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in corpus]
+    batch = torch.tensor([_cycle(ids, 64) for ids in encoded])
+    hidden = inner(input_ids=batch).last_hidden_state.reshape(-1, head.shape[1])
+    context_logits = hidden[:, 1:] @ head[:, 1:].T
+    head[:, 1:] *= 1.0 / context_logits.std()
+    head[:, 0] = log_freq / hidden[:, 0].mean()
+
+
+def _token_log_frequencies(
+    tokenizer: PreTrainedTokenizerFast, corpus: Sequence[str], rows: int
+) -> torch.Tensor:
+    counts: Counter[int] = Counter()
+    for text in corpus:
+        counts.update(tokenizer(text, add_special_tokens=False)["input_ids"])
+    total = sum(counts.values())
+    # Unseen but harmless tokens (printable ASCII bytes, rare merges) stay possible; raw
+    # non-ASCII bytes, unused rows and markup tokens other than eos are effectively banned.
+    printable = {ord(c) for c in string.printable}
+    byte_of = {char: byte for byte, char in enumerate(_byte_level_alphabet())}
+    log_freq = torch.full((rows,), -30.0)
+    for token, index in tokenizer.get_vocab().items():
+        if token in SPECIAL_TOKENS:
+            continue
+        if len(token) == 1 and byte_of.get(token) not in printable and counts[index] == 0:
+            continue
+        # Longer tokens get a boost, so that output reads more like words than letters.
+        log_freq[index] = math.log((counts[index] + 0.5) / total) + 0.3 * (len(token) - 1)
+    # An answer ends on its own after a hundred-odd tokens, on average.
+    log_freq[tokenizer.convert_tokens_to_ids(EOS)] = math.log(1 / 150)
+    return log_freq
+
+
+def _byte_level_alphabet() -> list[str]:
+    # GPT-2's reversible byte-to-character map, as used by tokenizers' ByteLevel: printable
+    # Latin-1 bytes map to themselves, the rest to 256 + n, in byte order.
+    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    chars = []
+    extra = 0
+    for byte in range(256):
+        if byte in keep:
+            chars.append(chr(byte))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def _cycle(ids: list[int], length: int) -> list[int]:
+    return [ids[i % len(ids)] for i in range(length)]
+
+
+def _digest(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _read_marker(path: Path, *, with_params: bool = False) -> dict[str, Any] | None:
+    try:
+        marker = json.loads((Path(path) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict):
+        return None
+    if not with_params:
+        marker.pop("params", None)
+    return marker
