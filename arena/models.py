@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 
 from django.db import models
+from django.utils import timezone
 
 
 def new_battle_id() -> str:
@@ -70,7 +71,8 @@ class Battle(models.Model):
     # Pseudonymous: a keyed hash of the visitor's session token, never the raw session key.
     visitor_id = models.CharField(max_length=64, db_index=True)
     ip_hash = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # A default, not auto_now_add: imported battles keep their original time.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -174,10 +176,23 @@ class Vote(models.Model):
     style_a = models.JSONField(default=dict)
     style_b = models.JSONField(default=dict)
     battle_started_at = models.DateTimeField()
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Where the vote came from: "arena" for votes cast here, "import:<label>" for imported logs,
+    # whose record id (e.g. a FastChat question_id) is kept to make re-imports idempotent.
+    source = models.CharField(max_length=100, default="arena", db_index=True)
+    external_id = models.CharField(max_length=200, blank=True)
+    # False where the names were visible when the vote was cast (imported non-anonymous battles).
+    anony = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "external_id"],
+                condition=~models.Q(external_id=""),
+                name="vote_unique_external_id",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"vote on {self.battle_id}: {self.outcome}"

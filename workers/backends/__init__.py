@@ -13,4 +13,8 @@ def backend_for(name: str, options: dict[str, Any]) -> Backend:
         from workers.backends.local import LocalBackend
 
         return LocalBackend(options)
+    if name == "openai":
+        from workers.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(options)
     raise ValueError(f"unknown backend {name!r}")
