@@ -15,9 +15,12 @@ class ArenaModelAdmin(admin.ModelAdmin):
         "sampling_weight",
         "max_concurrency",
         "enabled",
+        "healthy",
+        "consecutive_failures",
         "in_registry",
     ]
-    list_filter = ["enabled", "backend", "in_registry"]
+    list_filter = ["enabled", "healthy", "backend", "in_registry"]
+    readonly_fields = ["consecutive_failures", "health_error", "health_changed_at"]
     list_editable = ["sampling_weight", "enabled"]
     search_fields = ["name", "display_name", "organization"]
 

@@ -39,6 +39,12 @@ class ArenaModel(models.Model):
     enabled = models.BooleanField(default=True)
     # False once the entry disappeared from models.toml: kept for history, never sampled.
     in_registry = models.BooleanField(default=True)
+    # Set by the workers: a model that fails ARENA_UNHEALTHY_AFTER times in a row leaves the
+    # sampling pool until a health probe succeeds (see workers/health.py).
+    healthy = models.BooleanField(default=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    health_error = models.TextField(blank=True)
+    health_changed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

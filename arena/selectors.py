@@ -21,7 +21,8 @@ def battle_get(*, battle_id: str, visitor_id: str) -> Battle:
 
 def model_pool() -> list[ArenaModel]:
     """The models that may be drawn into a new battle, in a stable order."""
-    return list(ArenaModel.objects.filter(enabled=True, sampling_weight__gt=0).order_by("id"))
+    pool = ArenaModel.objects.filter(enabled=True, healthy=True, sampling_weight__gt=0)
+    return list(pool.order_by("id"))
 
 
 def demo_models_enabled() -> bool:

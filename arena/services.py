@@ -14,6 +14,7 @@ import numpy as np
 import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -21,6 +22,7 @@ from arena import facts, selectors, streams
 from arena.errors import Conflict, InvalidInput, Unavailable
 from arena.models import (
     CHOICES,
+    ArenaModel,
     Battle,
     Response,
     ResponseStatus,
@@ -255,3 +257,31 @@ def responses_reap_stuck(*, now: dt.datetime | None = None) -> list[int]:
         for rid in stuck
         if response_fail(response_id=rid, error=f"no answer within {timeout} s (reaped)")
     ]
+
+
+# --- Model health: out of the pool after repeated failures, back once a probe succeeds -------
+
+
+def model_health_record(*, model_id: int, ok: bool, error: str = "") -> None:
+    """Count a generation's outcome; the ARENA_UNHEALTHY_AFTER-th failure in a row takes the
+    model out of the sampling pool."""
+    models = ArenaModel.objects.filter(id=model_id)
+    if ok:
+        # Filtered so that the common case (no failures) writes nothing.
+        models.filter(consecutive_failures__gt=0).update(consecutive_failures=0)
+        return
+    models.update(consecutive_failures=F("consecutive_failures") + 1, health_error=error[:2000])
+    went_down = models.filter(
+        healthy=True, consecutive_failures__gte=settings.ARENA_UNHEALTHY_AFTER
+    ).update(healthy=False, health_changed_at=timezone.now())
+    if went_down:
+        log.warning("model %s left the sampling pool: %s", model_id, error)
+
+
+def model_health_restore(*, model_id: int) -> None:
+    """A probe succeeded: the model returns to the sampling pool."""
+    restored = ArenaModel.objects.filter(id=model_id, healthy=False).update(
+        healthy=True, consecutive_failures=0, health_error="", health_changed_at=timezone.now()
+    )
+    if restored:
+        log.info("model %s is healthy again", model_id)

@@ -181,10 +181,47 @@ ARENA_BATTLES_PER_MINUTE = envint("ARENA_BATTLES_PER_MINUTE", 20, minimum=1)
 ARENA_STREAM_TTL_SECONDS = envint("ARENA_STREAM_TTL_SECONDS", 600, minimum=1)
 # A generation that has not finished after this long is failed by the reaper.
 ARENA_GENERATION_TIMEOUT_SECONDS = envint("ARENA_GENERATION_TIMEOUT_SECONDS", 300, minimum=10)
+# A model that fails this many generations in a row leaves the sampling pool until a health
+# probe (every ARENA_HEALTH_PROBE_SECONDS) succeeds.
+ARENA_UNHEALTHY_AFTER = envint("ARENA_UNHEALTHY_AFTER", 3, minimum=1)
+ARENA_HEALTH_PROBE_SECONDS = envint("ARENA_HEALTH_PROBE_SECONDS", 30, minimum=1)
 # Seconds between SSE keep-alive comments.
 ARENA_SSE_KEEPALIVE_SECONDS = envint("ARENA_SSE_KEEPALIVE_SECONDS", 15, minimum=1)
 # Shown on every page when the registry holds the built-in demo models.
 ARENA_DEMO = envbool("ARENA_DEMO", False)
+
+# --- The leaderboard ---------------------------------------------------------------------------
+# Seconds between leaderboard refreshes (a refresh with no new votes computes nothing).
+ARENA_LEADERBOARD_REFRESH_SECONDS = envint("ARENA_LEADERBOARD_REFRESH_SECONDS", 60, minimum=1)
+ARENA_LEADERBOARD_ROUNDS = envint("ARENA_LEADERBOARD_ROUNDS", 1000, minimum=10)
+ARENA_LEADERBOARD_CI = os.environ.get("ARENA_LEADERBOARD_CI", "bootstrap")
+if ARENA_LEADERBOARD_CI not in ("bootstrap", "sandwich"):
+    raise ImproperlyConfigured(
+        f"ARENA_LEADERBOARD_CI={ARENA_LEADERBOARD_CI!r} must be bootstrap or sandwich"
+    )
+ARENA_LEADERBOARD_STYLE_CONTROL = envbool("ARENA_LEADERBOARD_STYLE_CONTROL", True)
+# The categories are data: each is a subset of the valid votes (see leaderboard/categories.py).
+# Columns: language (a tag such as "en"), is_english, turns, prompt_chars, is_code, tstamp.
+ARENA_CATEGORIES: list[dict[str, object]] = [
+    {"name": "overall"},
+    {"name": "english", "equals": {"language": "en"}},
+    {"name": "non_english", "equals": {"is_english": False}},
+    {"name": "coding", "equals": {"is_code": True}},
+    {"name": "multi_turn", "at_least": {"turns": 2}},
+    {"name": "long_prompt", "at_least": {"prompt_chars": 1000}},
+    {"name": "no_ties", "exclude_ties": True},
+]
+_categories_file = os.environ.get("ARENA_CATEGORIES_FILE")
+if _categories_file:
+    import tomllib
+
+    try:
+        ARENA_CATEGORIES = tomllib.loads(Path(_categories_file).read_text())["categories"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        raise ImproperlyConfigured(
+            f"ARENA_CATEGORIES_FILE={_categories_file!r}: expected a TOML file with "
+            f"[[categories]] tables ({exc})"
+        ) from None
 
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
@@ -199,6 +236,14 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULE = {
     "reap-stuck-generations": {"task": "workers.tasks.reap_stuck", "schedule": 60.0},
+    "probe-unhealthy-models": {
+        "task": "workers.tasks.probe_unhealthy_models",
+        "schedule": float(ARENA_HEALTH_PROBE_SECONDS),
+    },
+    "refresh-leaderboard": {
+        "task": "leaderboard.tasks.refresh_leaderboard",
+        "schedule": float(ARENA_LEADERBOARD_REFRESH_SECONDS),
+    },
 }
 
 LOGGING = {

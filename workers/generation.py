@@ -8,11 +8,13 @@ import time
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from arena import selectors, services, streams
-from arena.models import Response
+from arena.models import Response, ResponseStatus
 from workers.backends import backend_for
 from workers.backends.base import Backend, BackendError, Finish, SamplingParams
+from workers.capacity import AtCapacity, capacity_slot
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +28,44 @@ def sampling_params(options: dict[str, Any]) -> SamplingParams:
 
 
 def generation_run(*, response_id: int, backend: Backend | None = None) -> bool:
-    """Run one generation; False when there was nothing to do (claimed elsewhere or ended)."""
-    response = services.response_claim(response_id=response_id)
-    if response is None:
+    """Run one generation; False when there was nothing to do (claimed elsewhere or ended).
+
+    The model's capacity slot is taken before the claim: while every slot is busy the answer
+    stays queued here, and nothing is sent to the model's server.
+    """
+    queued = (
+        Response.objects.filter(id=response_id, status=ResponseStatus.QUEUED)
+        .select_related("model")
+        .first()
+    )
+    if queued is None:
         return False
+    model = queued.model
+    timeout = settings.ARENA_GENERATION_TIMEOUT_SECONDS
+    try:
+        with capacity_slot(
+            streams.redis_client(),
+            model_name=model.name,
+            limit=model.max_concurrency,
+            holder=str(response_id),
+            hold_s=timeout + 60,
+            wait_s=timeout,
+        ):
+            response = services.response_claim(response_id=response_id)
+            if response is None:
+                return False
+            return _generate(response, backend)
+    except AtCapacity as exc:
+        return services.response_fail(response_id=response_id, error=str(exc))
+
+
+def _generate(response: Response, backend: Backend | None) -> bool:
     started = time.monotonic()
     writer = streams.StreamWriter(streams.redis_client(), response.turn.battle_id, response.id)
     parts: list[str] = []
     ttft_ms: int | None = None
+    model = response.model
     try:
-        model = response.model
         backend = backend or backend_for(model.backend, model.options)
         finish: Finish | None = None
         for event in backend.stream(
@@ -65,6 +95,7 @@ def generation_run(*, response_id: int, backend: Backend | None = None) -> bool:
     )
     if stored:
         writer.close(streams.DONE, finish.finish_reason)
+    services.model_health_record(model_id=model.id, ok=True)
     log.info(
         "response %s done: %s tokens, ttft %s ms, %s ms",
         response.id,
@@ -78,4 +109,5 @@ def generation_run(*, response_id: int, backend: Backend | None = None) -> bool:
 def _fail(response: Response, error: str, parts: list[str]) -> bool:
     log.warning("response %s failed: %s", response.id, error)
     services.response_fail(response_id=response.id, error=error, text="".join(parts))
+    services.model_health_record(model_id=response.model_id, ok=False, error=error)
     return True

@@ -7,9 +7,11 @@ from typing import Any
 from celery.signals import worker_ready
 from django.conf import settings
 
-from arena.services import responses_reap_stuck
+from arena.models import ArenaModel
+from arena.services import model_health_restore, responses_reap_stuck
 from workers import app
 from workers.generation import generation_run
+from workers.health import model_probe
 from workers.warmup import local_models_warm_in_background
 
 _TIMEOUT = settings.ARENA_GENERATION_TIMEOUT_SECONDS
@@ -19,6 +21,17 @@ _TIMEOUT = settings.ARENA_GENERATION_TIMEOUT_SECONDS
 def generate(response_id: int) -> None:
     """Generate one side's answer. A redelivered task for a finished Response does nothing."""
     generation_run(response_id=response_id)
+
+
+@app.task
+def probe_unhealthy_models() -> list[str]:
+    """Probe the models taken out of the pool; those that answer come back."""
+    back = []
+    for model in ArenaModel.objects.filter(enabled=True, healthy=False):
+        if model_probe(model) is None:
+            model_health_restore(model_id=model.id)
+            back.append(model.name)
+    return back
 
 
 @app.task

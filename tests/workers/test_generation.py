@@ -78,3 +78,26 @@ def test_warmup_loads_the_local_models_of_the_workers_queues(cast: dict) -> None
     # tiny-b's queue is not consumed here; the broken model logs and is skipped.
     warmed = local_models_warm(["celery", "model.tiny-a", "model.broken"])
     assert warmed == ["tiny-a"]
+
+
+@pytest.mark.django_db(transaction=True)  # the generation runs in another thread's connection
+def test_generation_waits_for_a_free_slot_before_calling_the_model(battle) -> None:
+    import threading
+    import time
+
+    from workers.capacity import capacity_acquire, capacity_release
+
+    response = Response.objects.filter(turn__battle=battle).first()
+    client, name = streams.redis_client(), response.model.name
+    limit = response.model.max_concurrency
+    for k in range(limit):
+        assert capacity_acquire(client, model_name=name, limit=limit, holder=f"x{k}", hold_s=60)
+    worker = threading.Thread(target=generation_run, kwargs={"response_id": response.id})
+    worker.start()
+    time.sleep(0.3)
+    response.refresh_from_db()
+    assert response.status == ResponseStatus.QUEUED  # waiting, nothing sent to the model
+    capacity_release(client, model_name=name, holder="x0")
+    worker.join(timeout=30)
+    response.refresh_from_db()
+    assert response.status == ResponseStatus.DONE

@@ -1,0 +1,73 @@
+"""Each model's `max_concurrency`, held across every worker and host with a Redis semaphore.
+
+The semaphore is a sorted set of holders scored by when their claim lapses, so a worker that
+dies holding a slot frees it by itself once the generation timeout has passed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+# Drop lapsed holders, then take a slot if one is free. Atomic: one script, one round trip.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+    return 1
+end
+return 0
+"""
+
+
+class AtCapacity(Exception):
+    """No slot freed up within the wait."""
+
+
+def capacity_key(model_name: str) -> str:
+    return f"arena:capacity:{model_name}"
+
+
+def capacity_acquire(
+    client: redis.Redis, *, model_name: str, limit: int, holder: str, hold_s: float
+) -> bool:
+    now = time.time()
+    script = client.register_script(_ACQUIRE)
+    return bool(script(keys=[capacity_key(model_name)], args=[now, limit, now + hold_s, holder]))
+
+
+def capacity_release(client: redis.Redis, *, model_name: str, holder: str) -> None:
+    client.zrem(capacity_key(model_name), holder)
+
+
+def capacity_in_use(client: redis.Redis, *, model_name: str) -> int:
+    return int(client.zcount(capacity_key(model_name), time.time(), "+inf"))
+
+
+@contextmanager
+def capacity_slot(
+    client: redis.Redis,
+    *,
+    model_name: str,
+    limit: int,
+    holder: str,
+    hold_s: float,
+    wait_s: float,
+    poll_s: float = 0.05,
+) -> Iterator[None]:
+    """Hold one of the model's `limit` slots; wait up to `wait_s` for one (else AtCapacity)."""
+    deadline = time.monotonic() + wait_s
+    while not capacity_acquire(
+        client, model_name=model_name, limit=limit, holder=holder, hold_s=hold_s
+    ):
+        if time.monotonic() >= deadline:
+            raise AtCapacity(f"{model_name} stayed at its limit of {limit} for {wait_s:.0f} s")
+        time.sleep(poll_s)
+    try:
+        yield
+    finally:
+        capacity_release(client, model_name=model_name, holder=holder)
