@@ -2,7 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -13,29 +14,33 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: demo test lint install bench clean
 
+# What the demo needs; the test and bench tools come on top (ratings peers, datasets, ...).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[local,dev,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[local]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[local,dev,bench]'
+	@touch $(DEV_STAMP)
+
+install: $(DEV_STAMP)
 
 demo: $(STAMP)
 	ARENA_DEMO=1 $(PY) manage.py migrate --noinput
 	ARENA_DEMO=1 $(PY) manage.py build_demo_models
 	ARENA_DEMO=1 $(PY) manage.py run_arena --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	ARENA_DEMO=1 $(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m mypy
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) benchmarks/ratings.py
 
 clean:

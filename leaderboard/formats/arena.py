@@ -1,0 +1,453 @@
+"""Read FastChat/LMSYS battle logs into :class:`leaderboard.ratings.Battles`.
+
+Accepted files: a JSON array of battle objects, the same objects as JSON Lines, or Parquet with the
+same columns. Each battle has ``model_a``, ``model_b`` and ``winner`` (``model_a``, ``model_b``,
+``tie``, ``both_bad`` or ``tie (bothbad)``), and optionally ``tstamp``, ``anony``, ``language``,
+``turn``, ``is_code``, ``conversation_a``/``conversation_b`` (lists of ``{"role", "content"}``) and
+lmarena's ``conv_metadata`` token and markdown counts. Problems raise :class:`BattleLogError` with
+one line naming the record (numbered from 1) and the field. No Django import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leaderboard.pairs import OUTCOME_CODES, Battles
+
+STYLE_NAMES = ("answer_tokens", "headers", "lists", "bold")
+_FENCE = re.compile(r"```.*?```", re.S)
+_HEADER = re.compile(r"^#{1,6} ", re.M)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.) ", re.M)
+_BOLD = re.compile(r"\*\*[^*\n]+?\*\*")
+_WINNERS = ", ".join(OUTCOME_CODES)
+
+
+class BattleLogError(ValueError):
+    """A battle log that cannot be read; the message is one line naming the record and field."""
+
+
+def _fail(where: str, message: str) -> BattleLogError:
+    return BattleLogError(f"{where}: {message}")
+
+
+def markdown_counts(text: str) -> tuple[int, int, int, int]:
+    """(words, headers, list items, bold spans) of one answer; code blocks count as words only."""
+    prose = _FENCE.sub("", text)
+    found = (_HEADER.findall(prose), _LIST_ITEM.findall(prose), _BOLD.findall(prose))
+    return len(text.split()), len(found[0]), len(found[1]), len(found[2])
+
+
+def _conversation_style(where: str, field: str, conv: Any) -> tuple[list[float], int, int]:
+    """Summed style counts of the assistant messages, user words and user turns."""
+    if not isinstance(conv, list):
+        raise _fail(where, f"field {field!r} must be a list of messages")
+    totals, prompt_words, turns = [0.0, 0.0, 0.0, 0.0], 0, 0
+    for message in conv:
+        if not isinstance(message, Mapping) or not isinstance(message.get("content", ""), str):
+            raise _fail(where, f"field {field!r} holds a message without text 'content'")
+        text = message.get("content") or ""
+        if message.get("role") == "assistant":
+            totals = [t + c for t, c in zip(totals, markdown_counts(text), strict=True)]
+        elif message.get("role") == "user":
+            prompt_words += len(text.split())
+            turns += 1
+    return totals, prompt_words, turns
+
+
+def _metadata_style(where: str, meta: Any, side: str) -> list[float]:
+    def total(key: str) -> float:
+        value = meta.get(key, 0)
+        value = sum(value.values()) if isinstance(value, Mapping) else value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _fail(
+                where, f"field 'conv_metadata.{key}' must be a number or a mapping of numbers"
+            )
+        return float(value)
+
+    keys = ("sum_assistant_{}_tokens", "header_count_{}", "list_count_{}", "bold_count_{}")
+    return [total(k.format(side)) for k in keys]
+
+
+def _text(where: str, record: Mapping[str, Any], field: str) -> str:
+    if field not in record:
+        raise _fail(where, f"field {field!r} is missing")
+    value = record[field]
+    if not isinstance(value, str) or not value:
+        raise _fail(where, f"field {field!r} must be a non-empty string, got {value!r:.40}")
+    return value
+
+
+def battles_from_records(
+    records: Iterable[Any],
+    *,
+    anony_only: bool = False,
+    require_style: bool = False,
+    source: str = "input",
+    numbering: str = "record",
+) -> Battles:
+    """Build battle arrays from battle objects (already decoded JSON).
+
+    Parameters
+    ----------
+    records : iterable of mapping
+        The battle objects, in file order.
+    anony_only : bool
+        Keep only records with ``anony`` true (a record without the field is not anonymous).
+    require_style : bool
+        Every kept record must carry conversations or ``conv_metadata`` (for style control).
+    source, numbering : str
+        Used in error messages: ``"<source>: <numbering> <n>: ..."``.
+
+    Raises
+    ------
+    BattleLogError
+        A record is not an object, lacks a required field or holds a bad value.
+    """
+    return _build(enumerate(records, start=1), anony_only, require_style, source, numbering)
+
+
+def _build(
+    numbered: Iterable[tuple[int, Any]],
+    anony_only: bool,
+    require_style: bool,
+    source: str,
+    numbering: str,
+) -> Battles:
+    index: dict[str, int] = {}
+    a_idx, b_idx, outs, stamps, anony = [], [], [], [], []
+    language, turn_col, code_col, prompt_col, style_a, style_b = [], [], [], [], [], []
+    seen: set[str] = set()
+    for number, record in numbered:
+        where = f"{source}: {numbering} {number}"
+        if not isinstance(record, Mapping):
+            raise _fail(where, f"expected a battle object, got {type(record).__name__}")
+        model_a, model_b = _text(where, record, "model_a"), _text(where, record, "model_b")
+        if "winner" not in record:
+            raise _fail(where, "field 'winner' is missing")
+        outcome = OUTCOME_CODES.get(record["winner"]) if isinstance(record["winner"], str) else None
+        if outcome is None:
+            raise _fail(where, f"field 'winner' has unknown value {record['winner']!r:.40} "
+                        f"(expected one of {_WINNERS})")  # fmt: skip
+        is_anony = record.get("anony", False)
+        if not isinstance(is_anony, bool):
+            raise _fail(where, f"field 'anony' must be true or false, got {is_anony!r:.40}")
+        tstamp = record.get("tstamp", np.nan)
+        if isinstance(tstamp, bool) or not isinstance(tstamp, int | float):
+            raise _fail(where, f"field 'tstamp' must be a number, got {tstamp!r:.40}")
+        if anony_only and not is_anony:
+            continue
+        seen.update(k for k in ("anony", "language", "turn", "is_code") if k in record)
+        lang, turns, is_code = (
+            record.get("language", ""),
+            record.get("turn", 0),
+            record.get("is_code"),
+        )
+        if not isinstance(lang, str):
+            raise _fail(where, f"field 'language' must be a string, got {lang!r:.40}")
+        if isinstance(turns, bool) or not isinstance(turns, int):
+            raise _fail(where, f"field 'turn' must be an integer, got {turns!r:.40}")
+        if is_code is not None and not isinstance(is_code, bool):
+            raise _fail(where, f"field 'is_code' must be true or false, got {is_code!r:.40}")
+        prompt = 0
+        if "conversation_a" in record and "conversation_b" in record:
+            sa, prompt, user_turns = _conversation_style(
+                where, "conversation_a", record["conversation_a"]
+            )
+            sb, _, _ = _conversation_style(where, "conversation_b", record["conversation_b"])
+            turns = turns or user_turns
+            seen.update(("turn", "prompt_tokens"))
+        elif isinstance(record.get("conv_metadata"), Mapping):
+            meta = record["conv_metadata"]
+            sa, sb = _metadata_style(where, meta, "a"), _metadata_style(where, meta, "b")
+        elif require_style:
+            raise _fail(where, "field 'conversation_a' is missing (style control needs it)")
+        else:
+            sa = sb = [np.nan] * 4
+        for name in (model_a, model_b):
+            index.setdefault(name, len(index))
+        a_idx.append(index[model_a])
+        b_idx.append(index[model_b])
+        outs.append(outcome)
+        stamps.append(float(tstamp))
+        anony.append(is_anony)
+        language.append(lang)
+        turn_col.append(turns)
+        code_col.append(bool(is_code))
+        prompt_col.append(prompt)
+        style_a.append(sa)
+        style_b.append(sb)
+    return _assemble(index, a_idx, b_idx, outs, stamps, style_a, style_b, seen, {
+        "anony": np.array(anony, dtype=bool), "language": np.array(language, dtype=object),
+        "turns": np.array(turn_col, dtype=np.int64), "is_code": np.array(code_col, dtype=bool),
+        "prompt_tokens": np.array(prompt_col, dtype=np.int64),
+    })  # fmt: skip
+
+
+def _assemble(
+    index: Mapping[str, int],
+    a_idx: list[int],
+    b_idx: list[int],
+    outs: list[int],
+    stamps: list[float],
+    style_a: list[list[float]],
+    style_b: list[list[float]],
+    seen: set[str],
+    columns: dict[str, Any],
+) -> Battles:
+    # Models are numbered in sorted name order, whatever order the file names them in.
+    names = sorted(index)
+    remap = np.empty(max(len(index), 1), dtype=np.int64)
+    remap[[index[m] for m in names]] = np.arange(len(names))
+    a = remap[np.array(a_idx, dtype=np.int64)] if a_idx else np.zeros(0, dtype=np.int64)
+    b = remap[np.array(b_idx, dtype=np.int64)] if b_idx else np.zeros(0, dtype=np.int64)
+    tstamp = np.array(stamps, dtype=np.float64)
+    sa, sb = np.array(style_a, dtype=np.float64), np.array(style_b, dtype=np.float64)
+    has_style = bool(len(sa)) and not np.isnan(sa).any()
+    kept = {k: v for k, v in columns.items() if k in seen or (k == "turns" and "turn" in seen)}
+    return Battles(
+        tuple(names), a, b, np.array(outs, dtype=np.int8),
+        tstamp=None if np.isnan(tstamp).all() else tstamp,
+        style_a=sa.reshape(-1, 4) if has_style else None,
+        style_b=sb.reshape(-1, 4) if has_style else None,
+        style_names=STYLE_NAMES if has_style else (), columns=kept,
+    )  # fmt: skip
+
+
+def _read_parquet(path: Path, anony_only: bool, require_style: bool) -> Battles:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise _fail(str(path), f"not a readable Parquet file ({exc})".splitlines()[0]) from exc
+    for field in ("model_a", "model_b", "winner"):
+        if field not in table.column_names:
+            raise _fail(str(path), f"column {field!r} is missing")
+    # Records are checked one by one, as for JSON, so errors name the same record and field.
+    records = table.to_pylist()
+    return _build(enumerate(records, start=1), anony_only, require_style, str(path), "record")
+
+
+def read_battle_log(
+    path: str | Path, *, anony_only: bool = False, require_style: bool = False
+) -> Battles:
+    """Read a battle log file (JSON array, JSON Lines or Parquet, detected from its content).
+
+    Raises
+    ------
+    BattleLogError
+        The file is missing, unreadable or holds a bad record.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise _fail(str(path), f"cannot open file ({exc.strerror or exc})") from exc
+    if magic == b"PAR1" or path.suffix == ".parquet":
+        return _read_parquet(path, anony_only, require_style)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(str(path), f"cannot read file as UTF-8 text ({exc})") from exc
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _fail(str(path), f"not valid JSON: {exc}") from exc
+        return _build(enumerate(records, start=1), anony_only, require_style, str(path), "record")
+    if not stripped:
+        raise _fail(str(path), "the file is empty")
+    return _build(_json_lines(path, text), anony_only, require_style, str(path), "line")
+
+
+def _json_lines(path: Path, text: str) -> Iterable[tuple[int, Any]]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise _fail(f"{path}: line {number}", f"not valid JSON: {exc}") from exc
+
+
+# --- Record by record, for the importer -----------------------------------------------------------
+# Added for `import_battles`: the same files and checks as above, one validated dict at a time, so
+# a large log streams and a bad record can be skipped instead of stopping the whole read.
+
+OUTCOME_NAMES = ("model_a", "model_b", "tie", "both_bad")
+# LMSYS releases name languages ("English"); the arena stores tags ("en").
+LANGUAGE_TAGS: Mapping[str, str] = {
+    "English": "en", "German": "de", "French": "fr", "Spanish": "es", "Chinese": "zh",
+    "Japanese": "ja", "Korean": "ko", "Russian": "ru", "Arabic": "ar", "Hindi": "hi",
+    "Portuguese": "pt", "Italian": "it", "Dutch": "nl", "Polish": "pl", "Turkish": "tr",
+    "Vietnamese": "vi", "unknown": "und",
+}  # fmt: skip
+_METADATA_KEYS = tuple(
+    key.format(side)
+    for side in "ab"
+    for key in ("sum_assistant_{}_tokens", "header_count_{}", "list_count_{}", "bold_count_{}")
+)
+
+
+def battle_record_check(where: str, record: Any) -> dict[str, Any]:
+    """One battle object, validated and normalised (``None`` stands for "not in the record").
+
+    Returns a dict with ``question_id``, ``judge``, ``language``, ``exclusion_reason`` (strings,
+    ``""`` when absent), ``model_a``, ``model_b``, ``winner`` (one of :data:`OUTCOME_NAMES`),
+    ``anony`` (bool), ``tstamp`` (float or None), ``turn``, ``prompt_chars`` (int or None),
+    ``is_code`` (bool or None), ``conversation_a``/``conversation_b`` (lists of messages, or None
+    when the log has no text) and ``conv_metadata`` (the numeric counts, or None).
+
+    Raises
+    ------
+    BattleLogError
+        One line: ``where``, the field and what is wrong with it.
+    """
+    if not isinstance(record, Mapping):
+        raise _fail(where, f"expected a battle object, got {type(record).__name__}")
+    model_a, model_b = _text(where, record, "model_a"), _text(where, record, "model_b")
+    winner = record.get("winner")
+    if winner is None:
+        raise _fail(where, "field 'winner' is missing")
+    code = OUTCOME_CODES.get(winner) if isinstance(winner, str) else None
+    if code is None:
+        raise _fail(where, f"field 'winner' has unknown value {winner!r:.40} "
+                    f"(expected one of {_WINNERS})")  # fmt: skip
+    out: dict[str, Any] = {"model_a": model_a, "model_b": model_b, "winner": OUTCOME_NAMES[code]}
+    for field in ("question_id", "judge", "language", "exclusion_reason"):
+        value = record.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and field == "question_id":
+            value = str(value)
+        if value is not None and not isinstance(value, str):
+            raise _fail(where, f"field {field!r} must be a string, got {value!r:.40}")
+        out[field] = value or ""
+    out["language"] = LANGUAGE_TAGS.get(out["language"], out["language"])
+    out["anony"] = _optional(where, record, "anony", bool, "true or false")
+    out["anony"] = bool(out["anony"])
+    tstamp = _optional(where, record, "tstamp", int | float, "a number")
+    out["tstamp"] = None if tstamp is None else float(tstamp)
+    for field in ("turn", "prompt_chars"):
+        out[field] = _optional(where, record, field, int, "an integer")
+        if out[field] is not None and out[field] < 0:
+            raise _fail(where, f"field {field!r} must be >= 0, got {out[field]}")
+    out["is_code"] = _optional(where, record, "is_code", bool, "true or false")
+    conversations = [record.get("conversation_a"), record.get("conversation_b")]
+    if all(c is None or c == [] for c in conversations):
+        out["conversation_a"] = out["conversation_b"] = None
+    else:
+        for field, conv in zip(("conversation_a", "conversation_b"), conversations, strict=True):
+            _conversation_style(where, field, conv)  # checks the shape, raises on a bad message
+            if any(m.get("role") not in ("user", "assistant", "system") for m in conv):
+                raise _fail(where, f"field {field!r} holds a message whose 'role' is not "
+                            "user, assistant or system")  # fmt: skip
+            out[field] = [{"role": m["role"], "content": m.get("content") or ""} for m in conv]
+    meta = record.get("conv_metadata")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise _fail(where, f"field 'conv_metadata' must be an object, got {meta!r:.40}")
+    out["conv_metadata"] = None
+    if meta is not None:
+        sa, sb = _metadata_style(where, meta, "a"), _metadata_style(where, meta, "b")
+        out["conv_metadata"] = dict(zip(_METADATA_KEYS, map(int, sa + sb), strict=True))
+    return out
+
+
+def _optional(where: str, record: Mapping[str, Any], field: str, kind: Any, what: str) -> Any:
+    value = record.get(field)
+    if value is None:
+        return None
+    # bool is an int in Python: an integer field must not accept true/false, nor the reverse.
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        raise _fail(where, f"field {field!r} must be {what}, got {value!r:.40}")
+    return value
+
+
+def battle_records(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """``(where, raw record)`` for each record of a battle log, streamed where the format allows.
+
+    JSON Lines and Parquet are read incrementally (line by line, batch by batch); a JSON array is
+    decoded whole; CSV rows (the 55k pairwise layout) come back as dicts of strings. ``where``
+    names the file and the line (JSON Lines) or the record number (the others), counted from 1.
+    A JSON Lines line that is not valid JSON comes back as a :class:`BattleLogError` in place of
+    the record, so that a caller may count it and go on.
+
+    Raises
+    ------
+    BattleLogError
+        The file is missing or unreadable as a whole.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise _fail(str(path), f"cannot open file ({exc.strerror or exc})") from exc
+    if magic == b"PAR1" or path.suffix == ".parquet":
+        yield from _parquet_records(path)
+    elif path.suffix == ".csv":
+        yield from _csv_records(path)
+    else:
+        yield from _json_records(path)
+
+
+def _parquet_records(path: Path) -> Iterator[tuple[str, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        batches = parquet.iter_batches(batch_size=2048)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise _fail(str(path), f"not a readable Parquet file ({exc})".splitlines()[0]) from exc
+    number = 0
+    for batch in batches:
+        for record in batch.to_pylist():
+            number += 1
+            yield f"{path}: record {number}", record
+
+
+def _csv_records(path: Path) -> Iterator[tuple[str, Any]]:
+    import csv
+    import sys
+
+    # Answers in the 55k layout exceed the csv module's default 128 KiB field limit.
+    csv.field_size_limit(sys.maxsize)
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            for number, row in enumerate(csv.DictReader(fh), start=1):
+                yield f"{path}: record {number}", row
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise _fail(str(path), f"not a readable CSV file ({exc})") from exc
+
+
+def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            head = fh.read(4096).lstrip()
+            if not head:
+                raise _fail(str(path), "the file is empty")
+            fh.seek(0)
+            if head.startswith("["):
+                try:
+                    records = json.load(fh)
+                except json.JSONDecodeError as exc:
+                    raise _fail(str(path), f"not valid JSON: {exc}") from exc
+                for number, record in enumerate(records, start=1):
+                    yield f"{path}: record {number}", record
+                return
+            for number, line in enumerate(fh, start=1):
+                if line.strip():
+                    where = f"{path}: line {number}"
+                    try:
+                        record: Any = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        # Yielded, not raised: the reader may skip this line and go on.
+                        record = _fail(where, f"not valid JSON: {exc}")
+                    yield where, record
+    except UnicodeDecodeError as exc:
+        raise _fail(str(path), f"cannot read file as UTF-8 text ({exc})") from exc
