@@ -7,11 +7,13 @@ can do too (with the session cookie and the CSRF token from `GET /`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from functools import wraps
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -216,8 +218,13 @@ async def _stream_events(
         yield _sse("end", {})
     except asyncio.CancelledError:
         raise  # The visitor went away.
+    except redis.RedisError:
+        # Redis restarted or is unreachable: say so and close; EventSource reconnects by itself
+        # with its Last-Event-ID, and the database answers for the sides that ended meanwhile.
+        yield _sse("interrupted", {"error": "The stream was interrupted; reconnecting."})
     finally:
-        await client.aclose()
+        with contextlib.suppress(redis.RedisError):
+            await client.aclose()
 
 
 async def _sides_final_without_stream(

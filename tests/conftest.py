@@ -74,11 +74,12 @@ def cast(db: None, tiny_model_dir: Path) -> dict[str, ArenaModel]:
     }
 
 
-def _subprocess_env() -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a server under test: this run's Redis and the test database."""
+    return {**os.environ, "DATABASE_URL": database_url(connection.settings_dict), **extra}
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:
@@ -88,54 +89,63 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def worker(django_db_setup: None, django_db_blocker: object, tiny_model_dir: Path) -> Iterator[str]:
-    """A real Celery worker (threads pool) on the cast's queues, against the test database."""
-    log = ROOT / "var" / "test-worker.log"
+def worker_start(env: dict[str, str], *, name: str, queues: list[str]) -> subprocess.Popen[bytes]:
+    """A real Celery worker (threads pool), started and ready; its log is var/<name>.log."""
+    log = ROOT / "var" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool", "threads",
-             "--concurrency", "4", "-Q", ",".join(CAST_QUEUES), "--loglevel", "INFO",
-             "--hostname", f"test-worker-{os.getpid()}@localhost", "--without-heartbeat",
+             "--concurrency", "4", "-Q", ",".join(queues), "--loglevel", "INFO",
+             "--hostname", f"{name}-{os.getpid()}@localhost", "--without-heartbeat",
              "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=_subprocess_env(), stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while b"ready." not in log.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the worker did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield str(log)
-    finally:
-        _stop(process)
+    deadline = time.monotonic() + 60
+    while b"ready." not in log.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            raise RuntimeError(f"the worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return process
 
 
-@pytest.fixture(scope="session")
-def live_server_url(django_db_setup: None) -> Iterator[str]:
-    """The ASGI app under a real uvicorn process."""
+def web_start(env: dict[str, str], *, name: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The ASGI app under a real uvicorn process, answering; returns it and its base URL."""
     port = free_port()
-    log = ROOT / "var" / "test-web.log"
+    log = ROOT / "var" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "arena.asgi:application", "--host", "127.0.0.1",
              "--port", str(port), "--timeout-graceful-shutdown", "2"],
-            cwd=ROOT, env=_subprocess_env(), stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        _stop(process)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            raise RuntimeError(f"uvicorn did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def worker(django_db_setup: None, tiny_model_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker on the cast's queues, against the test database."""
+    process = worker_start(subprocess_env(), name="test-worker", queues=CAST_QUEUES)
+    yield process
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup: None) -> Iterator[str]:
+    """The ASGI app under a real uvicorn process."""
+    process, url = web_start(subprocess_env(), name="test-web")
+    yield url
+    stop(process)

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
@@ -82,6 +83,9 @@ def _generate(response: Response, backend: Backend | None) -> bool:
             raise BackendError("the backend ended without a finish record")
     except SoftTimeLimitExceeded:
         return _fail(response, "generation timed out", parts)
+    except redis.RedisError as exc:
+        # Our side failed, not the model's: no mark against its health.
+        return _fail(response, f"token stream lost: {exc}", parts, model_failed=False)
     except (BackendError, ValueError, OSError) as exc:
         return _fail(response, str(exc) or type(exc).__name__, parts)
     except Exception as exc:  # Anything else still must not leave the visitor waiting.
@@ -106,8 +110,9 @@ def _generate(response: Response, backend: Backend | None) -> bool:
     return stored
 
 
-def _fail(response: Response, error: str, parts: list[str]) -> bool:
+def _fail(response: Response, error: str, parts: list[str], *, model_failed: bool = True) -> bool:
     log.warning("response %s failed: %s", response.id, error)
     services.response_fail(response_id=response.id, error=error, text="".join(parts))
-    services.model_health_record(model_id=response.model_id, ok=False, error=error)
+    if model_failed:
+        services.model_health_record(model_id=response.model_id, ok=False, error=error)
     return True

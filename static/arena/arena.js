@@ -111,6 +111,7 @@
       if (failed) { promptBox.disabled = true; sendButton.disabled = true; }
       else { say("Both answers are in: vote, or send a follow-up.", ""); promptBox.focus(); }
     });
+    source.addEventListener("interrupted", (e) => { say(JSON.parse(e.data).error, ""); });
     source.onerror = () => {
       // EventSource reconnects by itself and resumes from the last event id.
       if (source && source.readyState === EventSource.CONNECTING) say("Connection lost, reconnecting…", "");

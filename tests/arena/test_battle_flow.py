@@ -3,117 +3,17 @@ tiny local models. The stream is read by an async HTTP client, as a browser's Ev
 
 from __future__ import annotations
 
-import asyncio
-import json
-from dataclasses import dataclass
-
 import httpx
 import pytest
 
 from arena.models import ArenaModel, Response, ResponseStatus, Vote
+from tests.visitor import Visitor, assert_anonymous, texts
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-@dataclass
-class Event:
-    event: str
-    data: dict
-    id: str | None
-
-
-class Visitor:
-    """A visitor's browser session: cookies, CSRF token, JSON calls and SSE reads."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.client = httpx.Client(base_url=base_url, timeout=30)
-        self.received: list[str] = []  # everything seen, for the anonymity checks
-        page = self.client.get("/")
-        assert page.status_code == 200
-        self.received.append(page.text)
-        self.received.append(json.dumps(dict(page.headers)))
-
-    def post(
-        self, path: str, body: dict | None = None, *, content: bytes | None = None
-    ) -> httpx.Response:
-        headers = {"X-CSRFToken": self.client.cookies.get("csrftoken", "")}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-            reply = self.client.post(path, content=content, headers=headers)
-        else:
-            reply = self.client.post(path, json=body or {}, headers=headers)
-        self.received.append(reply.text)
-        self.received.append(json.dumps(dict(reply.headers)))
-        return reply
-
-    def get(self, path: str) -> httpx.Response:
-        reply = self.client.get(path)
-        self.received.append(reply.text)
-        return reply
-
-    def stream(
-        self, battle_id: str, *, last_event_id: str | None = None, stop_after: int | None = None
-    ) -> list[Event]:
-        events = asyncio.run(self._stream(battle_id, last_event_id, stop_after))
-        self.received.extend(json.dumps(e.data) + (e.id or "") for e in events)
-        return events
-
-    async def _stream(
-        self, battle_id: str, last_event_id: str | None, stop_after: int | None
-    ) -> list[Event]:
-        headers = {"Accept": "text/event-stream"}
-        if last_event_id:
-            headers["Last-Event-ID"] = last_event_id
-        events: list[Event] = []
-        async with (
-            httpx.AsyncClient(base_url=self.base_url, cookies=self.client.cookies) as client,
-            client.stream(
-                "GET", f"/battles/{battle_id}/stream", headers=headers, timeout=60
-            ) as reply,
-        ):
-            assert reply.status_code == 200
-            assert reply.headers["content-type"].startswith("text/event-stream")
-            self.received.append(json.dumps(dict(reply.headers)))
-            fields: dict[str, str] = {}
-            async for line in reply.aiter_lines():
-                if line:
-                    name, _, value = line.partition(":")
-                    fields[name] = value.removeprefix(" ")
-                    continue
-                if "event" in fields:
-                    events.append(
-                        Event(fields["event"], json.loads(fields["data"]), fields.get("id"))
-                    )
-                    if fields["event"] == "end":
-                        break
-                    if stop_after is not None and len(events) >= stop_after:
-                        break
-                fields = {}
-        return events
-
-
-def _texts(events: list[Event]) -> dict[str, str]:
-    texts = {"a": "", "b": ""}
-    for event in events:
-        if event.event == "delta":
-            texts[event.data["side"]] += event.data["text"]
-        elif event.event == "snapshot":
-            texts[event.data["side"]] = event.data["text"]
-    return texts
-
-
-def _assert_anonymous(visitor: Visitor, models: list[ArenaModel]) -> None:
-    secrets = []
-    for model in models:
-        secrets += [model.name, model.display_name, model.organization, model.options["path"]]
-    everything = "\n".join(visitor.received)
-    for secret in secrets:
-        assert secret not in everything, f"{secret!r} leaked before the vote"
-
-
 @pytest.fixture
-def visitor(live_server_url: str, worker: str, cast: dict) -> Visitor:
+def visitor(live_server_url: str, worker: object, cast: dict) -> Visitor:
     return Visitor(live_server_url)
 
 
@@ -130,7 +30,7 @@ def test_full_battle_from_prompt_to_revealed_vote(visitor: Visitor, cast: dict) 
     assert all(e.id for e in events if e.event in ("delta", "done"))
 
     state = visitor.get(f"/battles/{battle_id}").json()
-    streamed = _texts(events)
+    streamed = texts(events)
     for side in "ab":
         assert state["turns"][0][side]["status"] == "done"
         assert state["turns"][0][side]["text"] == streamed[side]
@@ -141,7 +41,7 @@ def test_full_battle_from_prompt_to_revealed_vote(visitor: Visitor, cast: dict) 
         assert stored[side].ttft_ms is not None and stored[side].latency_ms >= stored[side].ttft_ms
         assert stored[side].finish_reason in ("stop", "length")
 
-    _assert_anonymous(visitor, [cast["tiny-a"], cast["tiny-b"]])
+    assert_anonymous(visitor, [cast["tiny-a"], cast["tiny-b"]])
 
     voted = visitor.post(f"/battles/{battle_id}/vote", {"choice": "a"})
     assert voted.status_code == 201, voted.text
@@ -170,11 +70,11 @@ def test_follow_up_and_regenerate_then_vote(visitor: Visitor) -> None:
 
     state = visitor.get(f"/battles/{battle_id}").json()
     assert [t["prompt"] for t in state["turns"]] == ["Name a colour.", "Another?"]
-    assert state["turns"][1]["a"]["text"] == _texts(third)["a"]
+    assert state["turns"][1]["a"]["text"] == texts(third)["a"]
     assert visitor.post(f"/battles/{battle_id}/vote", {"choice": "both_bad"}).status_code == 201
     vote = Vote.objects.get(battle_id=battle_id)
     assert vote.turns == 2
-    assert vote.conversation_a[3]["content"] == _texts(third)["a"]
+    assert vote.conversation_a[3]["content"] == texts(third)["a"]
 
 
 def test_reconnect_with_last_event_id_resumes_exactly(visitor: Visitor) -> None:
@@ -183,7 +83,7 @@ def test_reconnect_with_last_event_id_resumes_exactly(visitor: Visitor) -> None:
     resume_from = [e for e in first if e.id][-1].id
     rest = visitor.stream(battle_id, last_event_id=resume_from)
     assert rest[-1].event == "end"
-    combined = _texts(first + rest)
+    combined = texts(first + rest)
     state = visitor.get(f"/battles/{battle_id}").json()
     assert combined == {side: state["turns"][0][side]["text"] for side in "ab"}
 
@@ -197,7 +97,7 @@ def test_stream_of_a_finished_battle_replays_from_the_database(visitor: Visitor)
         redis_client().delete(stream_key(battle_id, response.id))  # as if the stream had expired
     replay = visitor.stream(battle_id)
     assert [e.event for e in replay].count("snapshot") == 2
-    assert _texts(replay) == _texts(live)
+    assert texts(replay) == texts(live)
 
 
 def test_a_model_failure_is_shown_and_blocks_the_vote(visitor: Visitor, cast: dict) -> None:
@@ -213,7 +113,7 @@ def test_a_model_failure_is_shown_and_blocks_the_vote(visitor: Visitor, cast: di
     response = Response.objects.get(turn__battle_id=battle_id, model__name="broken")
     assert response.status == ResponseStatus.FAILED
     assert "/nonexistent/model" in response.error  # the operator's detail is kept...
-    _assert_anonymous(visitor, list(cast.values()))  # ...and never shown to the visitor
+    assert_anonymous(visitor, list(cast.values()))  # ...and never shown to the visitor
     refused = visitor.post(f"/battles/{battle_id}/vote", {"choice": "a"})
     assert refused.status_code == 409
     assert f"{label} failed" in refused.json()["error"]

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from arena.embedded_redis import port_in_use, redis_server_start
 from arena.models import ArenaModel
@@ -41,6 +43,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        if pending:
+            raise CommandError(
+                f"the database has {len(pending)} unapplied migrations: "
+                "run `python manage.py migrate` first (make demo does it for you)"
+            )
         if port_in_use(port, host if host != "0.0.0.0" else "127.0.0.1"):
             raise CommandError(f"port {port} is in use: stop what runs there or pass --port")
         queues = ["celery", *(m.queue for m in ArenaModel.objects.filter(enabled=True))]
