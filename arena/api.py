@@ -168,6 +168,10 @@ async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
     return reply
 
 
+def _key(response: Response) -> str:
+    return streams.stream_key(response.turn.battle_id, response.id)
+
+
 async def _stream_events(
     responses: dict[str, Response], cursors: dict[str, streams.Cursor]
 ) -> AsyncIterator[str]:
@@ -177,13 +181,15 @@ async def _stream_events(
         settings.REDIS_URL, decode_responses=True, socket_timeout=keepalive_s + 10
     )
     open_sides = set(responses)
-    by_key = {streams.stream_key(r.turn.battle_id, r.id): side for side, r in responses.items()}
+    by_key = {_key(r): side for side, r in responses.items()}
+    quiet = False
     try:
         yield "retry: 1000\n\n"
         while open_sides:
-            # Sides that ended long ago have no stream left: the database tells their end.
-            final = await _sides_final_without_stream(client, responses, open_sides)
-            for side, response in final.items():
+            # The database has the last word for a side whose stream is gone (expired, Redis
+            # restarted) or has gone quiet (its worker died and the reaper failed it).
+            ended = await _sides_ended(client, responses, open_sides, quiet=quiet)
+            for side, response in ended.items():
                 if response.text:
                     yield _sse("snapshot", {"side": side, "text": response.text})
                 event, data = _final_event(response)
@@ -191,14 +197,10 @@ async def _stream_events(
                 open_sides.discard(side)
             if not open_sides:
                 break
-            query = {
-                streams.stream_key(responses[side].turn.battle_id, responses[side].id): cursors[
-                    side
-                ].entry_id
-                for side in open_sides
-            }
+            query = {_key(responses[side]): cursors[side].entry_id for side in open_sides}
             batches = await client.xread(query, block=keepalive_s * 1000, count=100)
-            if not batches:
+            quiet = not batches
+            if quiet:
                 yield ": keep-alive\n\n"
                 continue
             for key, entries in batches:
@@ -227,17 +229,17 @@ async def _stream_events(
             await client.aclose()
 
 
-async def _sides_final_without_stream(
-    client: aioredis.Redis, responses: dict[str, Response], open_sides: set[str]
+async def _sides_ended(
+    client: aioredis.Redis, responses: dict[str, Response], open_sides: set[str], *, quiet: bool
 ) -> dict[str, Response]:
-    keys = {
-        side: streams.stream_key(responses[side].turn.battle_id, responses[side].id)
-        for side in open_sides
-    }
-    missing = [side for side, key in keys.items() if not await client.exists(key)]
-    if not missing:
+    """The open sides that the database says have ended: among those without a stream, or
+    among all of them after a quiet wait."""
+    candidates = [
+        side for side in open_sides if quiet or not await client.exists(_key(responses[side]))
+    ]
+    if not candidates:
         return {}
-    fresh = await sync_to_async(_responses_refresh)([responses[side].id for side in missing])
+    fresh = await sync_to_async(_responses_refresh)([responses[side].id for side in candidates])
     return {
-        side: fresh[responses[side].id] for side in missing if fresh[responses[side].id].is_final
+        side: fresh[responses[side].id] for side in candidates if fresh[responses[side].id].is_final
     }

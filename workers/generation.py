@@ -3,6 +3,7 @@ store the answer. Called by the `generate` task; tests call it directly."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -82,15 +83,15 @@ def _generate(response: Response, backend: Backend | None) -> bool:
         if finish is None:
             raise BackendError("the backend ended without a finish record")
     except SoftTimeLimitExceeded:
-        return _fail(response, "generation timed out", parts)
+        return _fail(response, "generation timed out", parts, writer)
     except redis.RedisError as exc:
         # Our side failed, not the model's: no mark against its health.
-        return _fail(response, f"token stream lost: {exc}", parts, model_failed=False)
+        return _fail(response, f"token stream lost: {exc}", parts, None, model_failed=False)
     except (BackendError, ValueError, OSError) as exc:
-        return _fail(response, str(exc) or type(exc).__name__, parts)
+        return _fail(response, str(exc) or type(exc).__name__, parts, writer)
     except Exception as exc:  # Anything else still must not leave the visitor waiting.
         log.exception("generation of response %s crashed", response.id)
-        return _fail(response, f"{type(exc).__name__}: {exc}", parts)
+        return _fail(response, f"{type(exc).__name__}: {exc}", parts, writer)
     latency_ms = int((time.monotonic() - started) * 1000)
     text = "".join(parts)
     # The database first: a reader that sees `done` may vote at once.
@@ -110,8 +111,19 @@ def _generate(response: Response, backend: Backend | None) -> bool:
     return stored
 
 
-def _fail(response: Response, error: str, parts: list[str], *, model_failed: bool = True) -> bool:
+def _fail(
+    response: Response,
+    error: str,
+    parts: list[str],
+    writer: streams.StreamWriter | None,
+    *,
+    model_failed: bool = True,
+) -> bool:
     log.warning("response %s failed: %s", response.id, error)
+    if writer is not None:
+        # What was generated before the fault reaches the readers too, as it does the database.
+        with contextlib.suppress(redis.RedisError):
+            writer.flush()
     services.response_fail(response_id=response.id, error=error, text="".join(parts))
     if model_failed:
         services.model_health_record(model_id=response.model_id, ok=False, error=error)

@@ -81,23 +81,30 @@ def test_warmup_loads_the_local_models_of_the_workers_queues(cast: dict) -> None
 
 
 @pytest.mark.django_db(transaction=True)  # the generation runs in another thread's connection
-def test_generation_waits_for_a_free_slot_before_calling_the_model(battle) -> None:
+def test_generation_waits_for_a_free_slot_before_calling_the_model(tiny_model_dir) -> None:
     import threading
     import time
 
+    from arena.models import Battle, Turn
     from workers.capacity import capacity_acquire, capacity_release
 
-    response = Response.objects.filter(turn__battle=battle).first()
-    client, name = streams.redis_client(), response.model.name
-    limit = response.model.max_concurrency
-    for k in range(limit):
-        assert capacity_acquire(client, model_name=name, limit=limit, holder=f"x{k}", hold_s=60)
+    # Rows made directly, so no task is enqueued that a running worker could pick up.
+    model = ArenaModel.objects.create(
+        name="unserved", display_name="U", backend="local", max_concurrency=2,
+        options={"path": str(tiny_model_dir), "sampling": {"max_tokens": 8}},
+    )  # fmt: skip
+    battle = Battle.objects.create(model_a=model, model_b=model, visitor_id="v")
+    turn = Turn.objects.create(battle=battle, index=0, prompt="hi")
+    response = Response.objects.create(turn=turn, side="a", model=model)
+    client = streams.redis_client()
+    for k in range(2):
+        assert capacity_acquire(client, model_name="unserved", limit=2, holder=f"x{k}", hold_s=60)
     worker = threading.Thread(target=generation_run, kwargs={"response_id": response.id})
     worker.start()
     time.sleep(0.3)
     response.refresh_from_db()
     assert response.status == ResponseStatus.QUEUED  # waiting, nothing sent to the model
-    capacity_release(client, model_name=name, holder="x0")
+    capacity_release(client, model_name="unserved", holder="x0")
     worker.join(timeout=30)
     response.refresh_from_db()
     assert response.status == ResponseStatus.DONE
