@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from arena import api, views
-from leaderboard import views as leaderboard_views
 
 urlpatterns = [
     path("", views.arena_page, name="arena"),
@@ -14,9 +13,7 @@ urlpatterns = [
     path("battles/<str:battle_id>/regenerate", api.battle_regenerate, name="battle-regenerate"),
     path("battles/<str:battle_id>/vote", api.battle_vote, name="battle-vote"),
     path("battles/<str:battle_id>/stream", api.battle_stream, name="battle-stream"),
-    path("leaderboard", leaderboard_views.leaderboard_page, name="leaderboard"),
-    path("api/leaderboard", leaderboard_views.api_leaderboard, name="api-leaderboard"),
-    path("api/leaderboard.csv", leaderboard_views.api_leaderboard_csv, name="api-leaderboard-csv"),
+    path("", include("leaderboard.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,13 @@
+"""Routes of the leaderboard pages and API (included at the site root by arena/urls.py)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from leaderboard import views
+
+urlpatterns = [
+    path("leaderboard", views.leaderboard_page, name="leaderboard"),
+    path("api/leaderboard", views.api_leaderboard, name="api-leaderboard"),
+    path("api/leaderboard.csv", views.api_leaderboard_csv, name="api-leaderboard-csv"),
+]
