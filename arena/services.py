@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from arena import facts, selectors, streams
+from arena import anonymity, facts, selectors, streams
 from arena.errors import Conflict, InvalidInput, Unavailable
 from arena.models import (
     CHOICES,
@@ -55,16 +55,13 @@ def battle_create(
 ) -> Battle:
     """Draw a pair, create the battle, its first turn and two queued answers; enqueue both."""
     prompt = prompt_clean(prompt)
-    try:
-        ratelimit_hit(
-            streams.redis_client(),
-            key=f"battle:{visitor_id}",
-            limit=settings.ARENA_BATTLES_PER_MINUTE,
-            window_s=60,
-            what="new battles",
-        )
-    except redis.RedisError as exc:
-        raise Unavailable("The arena's Redis server is unavailable; try again shortly.") from exc
+    limits = [(f"battle:{visitor_id}", settings.ARENA_BATTLES_PER_MINUTE, 60)]
+    if ip_hash:
+        limits += [
+            (f"battle-ip:{ip_hash}", settings.ARENA_BATTLES_PER_IP_MINUTE, 60),
+            (f"battle-ip-day:{ip_hash}", settings.ARENA_BATTLES_PER_IP_DAY, 86400),
+        ]
+    _rate_limit(limits, what="new battles")
     pool = selectors.model_pool()
     try:
         left, right = pair_sample([m.sampling_weight for m in pool], rng or np.random.default_rng())
@@ -79,6 +76,17 @@ def battle_create(
         turn = Turn.objects.create(battle=battle, index=0, prompt=prompt)
         _responses_create(battle, turn)
     return battle
+
+
+def _rate_limit(limits: list[tuple[str, int, int]], *, what: str) -> None:
+    """Count one hit against each (key, limit, window in seconds); 429 past any of them."""
+    try:
+        for key, limit, window_s in limits:
+            ratelimit_hit(
+                streams.redis_client(), key=key, limit=limit, window_s=window_s, what=what
+            )
+    except redis.RedisError as exc:
+        raise Unavailable("The arena's Redis server is unavailable; try again shortly.") from exc
 
 
 def _battle_lock(battle: Battle, visitor_id: str) -> Battle:
@@ -156,6 +164,7 @@ def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:
     """Store the visitor's verdict with everything the leaderboard and datasets need."""
     if choice not in CHOICES:
         raise InvalidInput(f"Vote with one of: {', '.join(CHOICES)} (got {choice!r}).")
+    _rate_limit([(f"vote:{visitor_id}", settings.ARENA_VOTES_PER_MINUTE, 60)], what="votes")
     with transaction.atomic():
         battle = _battle_lock(battle, visitor_id)
         turns = selectors.turns_with_responses(battle)
@@ -165,6 +174,9 @@ def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:
         conversation_b = selectors.battle_conversation(battle, Side.B)
         prompts = [turn.prompt for turn, _ in turns]
         answers = [m["content"] for m in conversation_a + conversation_b if m["role"] != "user"]
+        invalid_reason = vote_invalid_reason(
+            battle=battle, prompts=prompts, answers=answers, responses=turns
+        )
         try:
             vote = Vote.objects.create(
                 battle=battle,
@@ -183,10 +195,38 @@ def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:
                 style_a=facts.conversation_style(conversation_a),
                 style_b=facts.conversation_style(conversation_b),
                 battle_started_at=battle.created_at,
+                is_valid=invalid_reason is None,
+                invalid_reason=invalid_reason or "",
             )
         except IntegrityError:
             raise Conflict("This battle already has a vote.") from None
     return vote
+
+
+def vote_invalid_reason(
+    *,
+    battle: Battle,
+    prompts: list[str],
+    answers: list[str],
+    responses: list[tuple[Turn, dict[str, Response]]],
+) -> str | None:
+    """Why this vote must not count (it is stored all the same), or None."""
+    terms = [
+        term
+        for model in (battle.model_a, battle.model_b)
+        for term in anonymity.identity_terms(
+            name=model.name,
+            display_name=model.display_name,
+            organization=model.organization,
+            extra=model.options.get("identity_terms", []),
+        )
+    ]
+    leak = anonymity.leak_reason(prompts=prompts, answers=answers, terms=terms)
+    if leak:
+        return leak
+    if any(r.finish_reason == "length" for _, pair in responses for r in pair.values()):
+        return "an answer was cut off at the length limit"
+    return None
 
 
 # --- The worker's side: the life of one Response ---------------------------------------------

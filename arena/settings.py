@@ -177,6 +177,10 @@ ARENA_MAX_PROMPT_CHARS = envint("ARENA_MAX_PROMPT_CHARS", 8000, minimum=1)
 ARENA_MAX_TURNS = envint("ARENA_MAX_TURNS", 6, minimum=1)
 # Battles a visitor may start per minute; beyond it a 429 with Retry-After.
 ARENA_BATTLES_PER_MINUTE = envint("ARENA_BATTLES_PER_MINUTE", 20, minimum=1)
+# The same per IP address (a keyed hash of it), for many sessions behind one address.
+ARENA_BATTLES_PER_IP_MINUTE = envint("ARENA_BATTLES_PER_IP_MINUTE", 60, minimum=1)
+ARENA_BATTLES_PER_IP_DAY = envint("ARENA_BATTLES_PER_IP_DAY", 2000, minimum=1)
+ARENA_VOTES_PER_MINUTE = envint("ARENA_VOTES_PER_MINUTE", 20, minimum=1)
 # Token streams live in Redis only while they are useful: this long after the answer is stored.
 ARENA_STREAM_TTL_SECONDS = envint("ARENA_STREAM_TTL_SECONDS", 600, minimum=1)
 # A generation that has not finished after this long is failed by the reaper.

@@ -50,7 +50,10 @@ def test_full_battle_from_prompt_to_revealed_vote(visitor: Visitor, cast: dict) 
         "Tiny Alpha",
         "Tiny Beta",
     }
-    assert reveal["counted"] is True
+    cut_off = any(r.finish_reason == "length" for r in stored.values())
+    assert reveal["counted"] is not cut_off  # tiny models often run into max_tokens
+    if cut_off:
+        assert reveal["reason"] == "an answer was cut off at the length limit"
     assert Vote.objects.get(battle_id=battle_id).outcome == "model_a"
 
     again = visitor.post(f"/battles/{battle_id}/vote", {"choice": "b"})

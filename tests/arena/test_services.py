@@ -199,3 +199,59 @@ def test_reaper_fails_generations_that_outlived_the_timeout(cast: dict) -> None:
     statuses = set(Response.objects.filter(turn__battle=battle).values_list("status", flat=True))
     assert statuses == {ResponseStatus.FAILED}
     assert services.responses_reap_stuck(now=later) == []
+
+
+def test_a_vote_on_a_leaking_answer_is_kept_but_does_not_count(cast: dict) -> None:
+    battle = _new_battle("Say hello.")
+    a, b = Response.objects.filter(turn__battle=battle).order_by("side")
+    _answer(a, "Hello!")
+    _answer(b, f"Hello, I am {battle.model_b.display_name}.")
+    vote = services.vote_record(battle=battle, visitor_id=VISITOR, choice="b")
+    assert (vote.is_valid, vote.invalid_reason) == (False, "a model revealed its identity")
+
+
+def test_a_vote_on_a_prompt_asking_for_identity_does_not_count(cast: dict) -> None:
+    battle = _new_battle("Who made you?")
+    _answer_all(battle)
+    vote = services.vote_record(battle=battle, visitor_id=VISITOR, choice="a")
+    assert (vote.is_valid, vote.invalid_reason) == (
+        False,
+        "the prompt asks the models who they are",
+    )
+
+
+def test_a_vote_on_a_cut_off_answer_does_not_count(cast: dict) -> None:
+    battle = _new_battle()
+    a, b = Response.objects.filter(turn__battle=battle).order_by("side")
+    _answer(a)
+    claimed = services.response_claim(response_id=b.id)
+    services.response_complete(
+        response=claimed,
+        text="and then",
+        finish=Finish(prompt_tokens=5, completion_tokens=24, finish_reason="length"),
+        ttft_ms=3,
+        latency_ms=10,
+    )
+    vote = services.vote_record(battle=battle, visitor_id=VISITOR, choice="a")
+    assert (vote.is_valid, vote.invalid_reason) == (
+        False,
+        "an answer was cut off at the length limit",
+    )
+
+
+@override_settings(ARENA_BATTLES_PER_IP_MINUTE=2)
+def test_many_sessions_behind_one_address_share_its_limit(cast: dict) -> None:
+    for visitor in ("v1", "v2"):
+        services.battle_create(visitor_id=visitor, prompt="hi", ip_hash="same-ip")
+    with pytest.raises(RateLimited, match="new battles"):
+        services.battle_create(visitor_id="v3", prompt="hi", ip_hash="same-ip")
+
+
+@override_settings(ARENA_VOTES_PER_MINUTE=1)
+def test_votes_are_rate_limited_per_visitor(cast: dict) -> None:
+    first, second = _new_battle(), _new_battle()
+    _answer_all(first)
+    _answer_all(second)
+    services.vote_record(battle=first, visitor_id=VISITOR, choice="a")
+    with pytest.raises(RateLimited, match="Too many votes"):
+        services.vote_record(battle=second, visitor_id=VISITOR, choice="a")
