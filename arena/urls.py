@@ -14,6 +14,7 @@ urlpatterns = [
     path("battles/<str:battle_id>/vote", api.battle_vote, name="battle-vote"),
     path("battles/<str:battle_id>/stream", api.battle_stream, name="battle-stream"),
     path("", include("leaderboard.urls")),
+    path("staff/", include("leaderboard.urls_export")),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
 ]

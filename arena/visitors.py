@@ -12,7 +12,7 @@ from django.http import HttpRequest
 _SESSION_KEY = "arena_visitor"
 
 
-def _keyed_hash(kind: str, value: str) -> str:
+def keyed_hash(kind: str, value: str) -> str:
     key = settings.SECRET_KEY.encode()
     return hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()[:32]
 
@@ -23,8 +23,8 @@ def visitor_id(request: HttpRequest) -> str:
     if not token:
         token = secrets.token_urlsafe(16)
         request.session[_SESSION_KEY] = token
-    return _keyed_hash("visitor", token)
+    return keyed_hash("visitor", token)
 
 
 def ip_hash(request: HttpRequest) -> str:
-    return _keyed_hash("ip", request.META.get("REMOTE_ADDR", ""))
+    return keyed_hash("ip", request.META.get("REMOTE_ADDR", ""))

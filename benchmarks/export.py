@@ -1,0 +1,218 @@
+"""Speed and peak memory of ``export_preferences`` on a large generated database.
+
+    python benchmarks/export.py                 # 1,000,000 votes (generation takes minutes once)
+    python benchmarks/export.py --votes 20000   # a quick run
+
+The votes go into a separate SQLite file (``var/bench-export-<N>.sqlite3``, kept and reused by
+later runs; ``--db`` to choose another), built with ``migrate`` and ``bulk_create``: two models
+per battle out of 20, every outcome, one turn in five a follow-up, a prompt of about 120
+characters and answers of about 700, some markdown. Each export then runs as
+``manage.py export_preferences`` in its own process: the figures are that process's wall time
+(Django start-up included) and its peak resident set (``wait4``'s ``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BATCH = 10_000
+BASE = 20_000
+N_MODELS = 20
+CASES = [("arena", "jsonl"), ("arena", "parquet"), ("trl-reward", "parquet"), ("kto", "jsonl")]
+LIMITS = {"records_per_s": 20_000, "peak_rss_mb": 300}
+
+_VOCABULARY = (
+    "the model answers with a short list of points about rivers mountains code tests data "
+    "python sorting graphs history music and a summary at the end of each paragraph"
+)
+_WORDS = tuple(_VOCABULARY.split())
+
+
+def _text(rng: Any, n_words: int, markdown: bool) -> str:
+    words = [_WORDS[i] for i in rng.integers(0, len(_WORDS), n_words)]
+    if not markdown:
+        return " ".join(words)
+    third = n_words // 3
+    return (
+        "## Answer\n\n" + " ".join(words[:third]) + "\n\n- **" + " ".join(words[third : 2 * third])
+        + "**\n- " + " ".join(words[2 * third :])
+    )  # fmt: skip
+
+
+def generate(n_votes: int) -> None:
+    """Fill the (migrated, empty) database with ``n_votes`` battles and votes.
+
+    ``BASE`` distinct votes are made through the ORM; the rest are copies of them made in SQL
+    (``INSERT ... SELECT``, new battle ids, the same content): the export reads every row the
+    same way whatever it holds, and a million ORM inserts would take a quarter of an hour.
+    """
+    import numpy as np
+
+    from arena.models import ArenaModel, Battle, Vote
+
+    rng = np.random.default_rng(7)
+    models = ArenaModel.objects.bulk_create(
+        [ArenaModel(name=f"model-{i:02d}", display_name=f"Model {i}", backend="openai")
+         for i in range(N_MODELS)]
+    )  # fmt: skip
+    outcomes = ["model_a", "model_b", "tie", "both_bad"]
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    made, started, base = 0, time.monotonic(), min(BASE, n_votes)
+    while made < base:
+        size = min(BATCH, base - made)
+        battles, votes = [], []
+        for k in range(made, made + size):
+            i, j = rng.choice(N_MODELS, 2, replace=False)
+            turns = 2 if k % 5 == 0 else 1
+            prompts = [_text(rng, 20, False) for _ in range(turns)]
+            convs = []
+            for side in range(2):
+                conv = []
+                for prompt in prompts:
+                    answer = _text(rng, 110, markdown=(k + side) % 3 == 0)
+                    conv += [{"role": "user", "content": prompt},
+                             {"role": "assistant", "content": answer}]  # fmt: skip
+                convs.append(conv)
+            when = start + dt.timedelta(seconds=30 * k)
+            visitor = f"{k % 50_000:032x}"
+            battle = Battle(model_a=models[i], model_b=models[j], visitor_id=visitor,
+                            created_at=when)  # fmt: skip
+            battles.append(battle)
+            votes.append(Vote(
+                battle=battle, model_a=models[i], model_b=models[j], outcome=outcomes[k % 4],
+                visitor_id=visitor, conversation_a=convs[0], conversation_b=convs[1],
+                language="en" if k % 4 else "de", turns=turns,
+                prompt_chars=sum(map(len, prompts)), has_code=k % 7 == 0,
+                tokens_a=110 * turns, tokens_b=110 * turns,
+                style_a={"headers": 1, "lists": 2, "bold": 1} if k % 3 == 0 else {},
+                style_b={"headers": 1, "lists": 2, "bold": 1} if (k + 1) % 3 == 0 else {},
+                battle_started_at=when, created_at=when,
+            ))  # fmt: skip
+        Battle.objects.bulk_create(battles)
+        Vote.objects.bulk_create(votes)
+        made += size
+        rate = made / (time.monotonic() - started)
+        print(f"\rgenerated {made:,}/{n_votes:,} votes ({rate:,.0f}/s)", end="", file=sys.stderr)
+    copy = 0
+    while made < n_votes:
+        copy += 1
+        size = min(base, n_votes - made)
+        _copy_votes(copy, size)
+        made += size
+        rate = made / (time.monotonic() - started)
+        print(f"\rgenerated {made:,}/{n_votes:,} votes ({rate:,.0f}/s)", end="", file=sys.stderr)
+    print(file=sys.stderr)
+
+
+def _copy_votes(copy: int, size: int) -> None:
+    """``size`` of the ORM-made votes again, with battles of their own (SQLite SQL)."""
+    from django.db import connection, transaction
+
+    from arena.models import Battle, Vote
+
+    battle_columns = [f.column for f in Battle._meta.concrete_fields if f.column != "id"]
+    vote_columns = [f.column for f in Vote._meta.concrete_fields
+                    if f.column not in ("id", "battle_id")]  # fmt: skip
+    b_cols, v_cols = ", ".join(battle_columns), ", ".join(vote_columns)
+    suffix = f".c{copy}"  # '.' is not in the battle ids' URL-safe alphabet
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Battle._meta.db_table} (id, {b_cols}) SELECT id || %s, {b_cols} "
+            f"FROM {Battle._meta.db_table} WHERE id NOT LIKE '%%.%%' ORDER BY id LIMIT %s",
+            [suffix, size],
+        )
+        cursor.execute(
+            f"INSERT INTO {Vote._meta.db_table} (battle_id, {v_cols}) "
+            f"SELECT battle_id || %s, {v_cols} FROM {Vote._meta.db_table} "
+            f"WHERE battle_id NOT LIKE '%%.%%' ORDER BY battle_id LIMIT %s",
+            [suffix, size],
+        )
+
+
+def prepare(db: Path, n_votes: int, env: dict[str, str]) -> None:
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from arena.models import Vote
+
+    call_command("migrate", verbosity=0)
+    have = Vote.objects.count()
+    if have == n_votes:
+        print(f"reusing {db} ({have:,} votes)", file=sys.stderr)
+        return
+    if have:
+        raise SystemExit(f"{db} holds {have:,} votes, not {n_votes:,}: remove it or pass --db")
+    generate(n_votes)
+
+
+def run_export(fmt: str, file_format: str, env: dict[str, str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-export-") as tmp:
+        command = [sys.executable, str(ROOT / "manage.py"), "export_preferences", "--output",
+                   tmp, "--format", fmt, "--file-format", file_format, "--no-progress"]  # fmt: skip
+        started = time.monotonic()
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.monotonic() - started
+        out = process.stdout.read().decode() if process.stdout else ""
+        err = process.stderr.read().decode() if process.stderr else ""
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"export failed:\n{err[-3000:]}")
+        size = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
+    records = int(out.split(" records", 1)[0])
+    votes = int(out.split(" from ", 1)[1].split(" votes", 1)[0])
+    return {
+        "format": fmt,
+        "file_format": file_format,
+        "votes": votes,
+        "records": records,
+        "seconds": round(seconds, 2),
+        "votes_per_s": round(votes / seconds),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        "output_mb": round(size / 2**20, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--votes", type=int, default=1_000_000)
+    parser.add_argument("--db", type=Path, help="SQLite file (default var/bench-export-N.sqlite3)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    db = args.db or ROOT / "var" / f"bench-export-{args.votes}.sqlite3"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    env = {"DATABASE_URL": f"sqlite:///{db}", "ARENA_DEMO": "1",
+           "DJANGO_SETTINGS_MODULE": "arena.settings"}  # fmt: skip
+    prepare(db, args.votes, env)
+    results = [run_export(fmt, file_format, env) for fmt, file_format in CASES]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"{'format':<12}{'file':<9}{'votes':>10}{'records':>10}{'seconds':>9}"
+          f"{'votes/s':>10}{'peak RSS MB':>13}{'output MB':>11}")  # fmt: skip
+    for r in results:
+        print(f"{r['format']:<12}{r['file_format']:<9}{r['votes']:>10,}{r['records']:>10,}"
+              f"{r['seconds']:>9}{r['votes_per_s']:>10,}{r['peak_rss_mb']:>13}"
+              f"{r['output_mb']:>11}")  # fmt: skip
+    slow = [r for r in results if r["votes_per_s"] < LIMITS["records_per_s"]]
+    heavy = [r for r in results if r["peak_rss_mb"] > LIMITS["peak_rss_mb"]]
+    print(f"targets: >= {LIMITS['records_per_s']:,} votes/s ({'met' if not slow else 'MISSED'}), "
+          f"<= {LIMITS['peak_rss_mb']} MB ({'met' if not heavy else 'MISSED'})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

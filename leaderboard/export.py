@@ -1,0 +1,478 @@
+"""Preference datasets out of the votes: filters, dedup, splits, sharded files and a dataset card.
+
+:func:`preferences_export` streams the votes from the database (``values()`` rows through
+``iterator(chunk_size=...)``), converts each with a format from :mod:`leaderboard.formats` and
+writes JSON Lines or Parquet shards as it goes, so memory does not grow with the number of votes.
+Only ``--dedup`` keeps per-vote state: 8-byte hashes in numpy arrays, from a first pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import secrets
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.db import connections
+from django.db.models import BooleanField, Case, Q, QuerySet, Value, When
+
+from arena.models import ArenaModel, Vote
+from leaderboard import datacard
+from leaderboard.battles import category_filter, valid_votes
+from leaderboard.categories import Category
+from leaderboard.formats.kto import KTO
+from leaderboard.formats.pairwise import PAIRWISE
+from leaderboard.formats.records import (
+    ARENA,
+    Options,
+    RecordFormat,
+    normalise,
+    prompt_key,
+    stable_fraction,
+)
+from leaderboard.formats.trl import DPO, REWARD
+
+FORMATS: dict[str, RecordFormat] = {f.name: f for f in (ARENA, DPO, REWARD, KTO, PAIRWISE)}
+FILE_FORMATS = ("jsonl", "parquet")
+CHUNK_SIZE = 2000
+# "exclude moderated": there is no moderation flag yet; a vote excluded by moderation carries an
+# invalid_reason that starts with this.
+MODERATED_PREFIX = "moderat"
+_VALUES = (
+    "id", "battle_id", "external_id", "model_a_id", "model_b_id", "outcome", "visitor_id",
+    "conversation_a", "conversation_b", "is_valid", "invalid_reason", "language", "turns",
+    "prompt_chars", "has_code", "tokens_a", "tokens_b", "style_a", "style_b", "anony",
+    "created_at",
+)  # fmt: skip
+
+_JSON_FIELDS = ("conversation_a", "conversation_b", "style_a", "style_b")
+
+Progress = Callable[[int, int], None]
+
+
+class ExportError(ValueError):
+    """The export cannot run as asked; the message is one line naming the option at fault."""
+
+
+@dataclass(frozen=True)
+class ExportFilters:
+    """Which votes to export. Empty lists mean "all"; every condition given must hold."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    models: Sequence[str] = ()
+    categories: Sequence[str] = ()
+    languages: Sequence[str] = ()
+    min_turns: int | None = None
+    max_turns: int | None = None
+    include_invalid: bool = False
+    exclude_moderated: bool = False
+
+    def describe(self) -> list[str]:
+        """The filters in words, for the dataset card."""
+        lines = [
+            "all votes, including those excluded from the leaderboard"
+            if self.include_invalid
+            else "valid votes only (those the leaderboard counts)"
+        ]
+        if self.exclude_moderated:
+            lines.append(f"votes whose exclusion reason starts with '{MODERATED_PREFIX}' removed")
+        if self.since or self.until:
+            lines.append(f"voted from {self.since or 'the start'} until {self.until or 'now'}")
+        if self.models:
+            lines.append(f"battles involving {', '.join(self.models)}")
+        if self.categories:
+            lines.append(f"battles in the categories {', '.join(self.categories)}")
+        if self.languages:
+            lines.append(f"prompts in {', '.join(self.languages)}")
+        if self.min_turns is not None or self.max_turns is not None:
+            lines.append(f"turns between {self.min_turns or 1} and {self.max_turns or 'any'}")
+        return lines
+
+
+@dataclass
+class ExportResult:
+    output: Path
+    fmt: str
+    file_format: str
+    rows: int = 0
+    records: int = 0
+    splits: dict[str, int] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    duplicates_dropped: int = 0
+    capped_dropped: int = 0
+    prompt_cap: int | None = None
+    languages: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+def configured_categories() -> list[Category]:
+    return [Category.from_dict(c) for c in settings.ARENA_CATEGORIES]
+
+
+def export_queryset(filters: ExportFilters, categories: Sequence[Category]) -> QuerySet[Vote]:
+    """The votes to export, in id order, with one boolean ``tag_<i>`` per configured category."""
+    if filters.include_invalid:
+        # The same derived column as valid_votes(), without its validity filter.
+        english = When(language="en", then=Value(True))
+        qs = Vote.objects.annotate(
+            is_english=Case(english, default=Value(False), output_field=BooleanField())
+        )
+    else:
+        qs = valid_votes()
+    if filters.exclude_moderated:
+        qs = qs.exclude(invalid_reason__istartswith=MODERATED_PREFIX)
+    if filters.since:
+        qs = qs.filter(created_at__gte=filters.since)
+    if filters.until:
+        qs = qs.filter(created_at__lt=filters.until)
+    if filters.models:
+        known = set(
+            ArenaModel.objects.filter(name__in=filters.models).values_list("name", flat=True)
+        )
+        if missing := sorted(set(filters.models) - known):
+            raise ExportError(f"--model: no model named {', '.join(missing)}")
+        qs = qs.filter(Q(model_a__name__in=filters.models) | Q(model_b__name__in=filters.models))
+    if filters.languages:
+        qs = qs.filter(language__in=filters.languages)
+    if filters.min_turns is not None:
+        qs = qs.filter(turns__gte=filters.min_turns)
+    if filters.max_turns is not None:
+        qs = qs.filter(turns__lte=filters.max_turns)
+    by_name = {c.name: c for c in categories}
+    if filters.categories:
+        if missing := sorted(set(filters.categories) - set(by_name)):
+            raise ExportError(
+                f"--category: unknown {', '.join(missing)} (known: {', '.join(by_name)})"
+            )
+        wanted = Q()
+        for name in filters.categories:
+            wanted |= category_filter(by_name[name]) or Q(pk__isnull=False)
+        qs = qs.filter(wanted)
+    tags = {}
+    for i, category in enumerate(categories):
+        condition = category_filter(category)
+        # An empty condition (the "overall" category) is every vote; When() refuses an empty Q.
+        tags[f"tag_{i}"] = (
+            Case(
+                When(condition, then=Value(True)), default=Value(False), output_field=BooleanField()
+            )
+            if condition
+            else Value(True, output_field=BooleanField())
+        )
+    return qs.annotate(**tags).order_by("id")
+
+
+def judge_hasher(salt: str | None) -> Callable[[str], str]:
+    """The voter pseudonym: a keyed BLAKE2b (a MAC) of the stored visitor id, stable for one
+    salt; a fresh random salt for each export unless one is given."""
+    key = hashlib.blake2b((salt or secrets.token_hex(32)).encode(), digest_size=32).digest()
+
+    def judge(visitor_id: str) -> str:
+        if not visitor_id:
+            return ""
+        return hashlib.blake2b(visitor_id.encode(), key=key, digest_size=8).hexdigest()
+
+    return judge
+
+
+def preferences_export(
+    *,
+    output: str | Path,
+    fmt: str,
+    file_format: str = "jsonl",
+    filters: ExportFilters | None = None,
+    dedup: bool = False,
+    dedup_percentile: float = 99.9,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    judge_salt: str | None = None,
+    margin: float | None = None,
+    license: str = "other",
+    shard_size: int = 250_000,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Write a dataset folder: ``data/<split>-NNNNN-of-NNNNN.<ext>`` and ``README.md`` (the card).
+
+    Raises
+    ------
+    ExportError
+        An unknown format or option value, an unknown model or category, a folder that
+        already holds a dataset (unless ``overwrite``), or no record to write.
+    """
+    started = time.monotonic()
+    filters = filters or ExportFilters()
+    if fmt not in FORMATS:
+        raise ExportError(f"--format: unknown {fmt!r} (one of {', '.join(FORMATS)})")
+    if file_format not in FILE_FORMATS:
+        raise ExportError(f"--file-format: unknown {file_format!r} (one of jsonl, parquet)")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ExportError(f"--test-fraction: must be in [0, 1), got {test_fraction}")
+    if not 0.0 < dedup_percentile <= 100.0:
+        raise ExportError(f"--dedup-percentile: must be in (0, 100], got {dedup_percentile}")
+    record_format = FORMATS[fmt]
+    out = Path(output)
+    categories = configured_categories()
+    queryset = export_queryset(filters, categories)
+    _prepare_folder(out, overwrite)
+    result = ExportResult(output=out, fmt=fmt, file_format=file_format)
+    total = queryset.count()
+    dropped = _dedup_plan(queryset, dedup_percentile, result) if dedup else frozenset()
+    options = Options(
+        judge=judge_hasher(judge_salt), margin=margin, include_invalid=filters.include_invalid
+    )
+    schema = record_format.schema(options)
+    names = dict(ArenaModel.objects.values_list("id", "name"))
+    tag_names = [c.name for c in categories]
+    writer = ShardWriter(out / "data", schema, file_format, shard_size)
+    try:
+        for row in _rows(queryset, tag_names, names, total, progress):
+            result.rows += 1
+            if row["id"] in dropped:
+                continue
+            converted = record_format.convert(row, options)
+            if isinstance(converted, str):
+                result.skipped[converted] += 1
+                continue
+            split = "train"
+            if test_fraction and stable_fraction(prompt_key(row), seed=seed) < test_fraction:
+                split = "test"
+            for record in converted:
+                writer.write(split, record)
+            result.languages[row["language"]] += 1
+    finally:
+        files = writer.close()
+    if not files:
+        # `datasets` refuses a split without data, so an empty folder would not load.
+        shutil.rmtree(out / "data")
+        skipped = ", ".join(f"{n} {reason}" for reason, n in result.skipped.items())
+        raise ExportError(
+            f"nothing to export: {result.rows} votes selected"
+            + (f", all skipped ({skipped})" if skipped else "")
+        )
+    result.files = [str(p.relative_to(out)) for p in files]
+    result.splits = {split: writer.counts[split] for split in sorted(writer.counts)[::-1]}
+    result.records = sum(writer.counts.values())
+    result.seconds = time.monotonic() - started
+    (out / "README.md").write_text(
+        datacard.card_render(
+            result=result,
+            record_format=record_format,
+            schema=schema,
+            filters=filters.describe(),
+            options={
+                "dedup": dedup,
+                "dedup_percentile": dedup_percentile,
+                "test_fraction": test_fraction,
+                "seed": seed,
+                "margin": margin,
+                "stable_judge": judge_salt is not None,
+            },
+            license=license,
+        ),
+        encoding="utf-8",
+    )
+    return result
+
+
+def _prepare_folder(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--output: {out} is a file, not a folder")
+    data = out / "data"
+    if data.exists() and any(data.iterdir()):
+        if not overwrite:
+            raise ExportError(f"--output: {data} already holds files (use --overwrite)")
+        shutil.rmtree(data)
+    data.mkdir(parents=True, exist_ok=True)
+
+
+def _rows(
+    queryset: QuerySet[Vote],
+    tag_names: list[str],
+    names: dict[int, str],
+    total: int,
+    progress: Progress | None,
+) -> Iterator[dict[str, Any]]:
+    """Vote rows as the formats expect them (see :mod:`leaderboard.formats.records`).
+
+    The rows come from a plain database cursor on the queryset's own SQL: Django's per-value
+    converters cost more than the rest of the export together, and the few conversions needed
+    (JSON text, SQLite's 0/1 and text times) are done here, for SQLite and PostgreSQL alike.
+    """
+    tag_fields = [f"tag_{i}" for i in range(len(tag_names))]
+    values = queryset.values_list(*_VALUES, *tag_fields)
+    n_values = len(_VALUES)
+    sql, params = values.query.get_compiler(using=values.db).as_sql()
+    done = 0
+    with connections[values.db].chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(CHUNK_SIZE):
+            for raw in chunk:
+                # The tag columns follow the named ones and are read by position.
+                row = dict(zip(_VALUES, raw, strict=False))
+                for key in _JSON_FIELDS:
+                    if isinstance(row[key], str | bytes):
+                        row[key] = orjson.loads(row[key])
+                row["model_a"] = names[row["model_a_id"]]
+                row["model_b"] = names[row["model_b_id"]]
+                row["tstamp"] = _timestamp(row["created_at"])
+                row["tags"] = [n for n, v in zip(tag_names, raw[n_values:], strict=True) if v]
+                yield row
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+    if progress:
+        progress(done, total)
+
+
+def _timestamp(value: dt.datetime | str) -> float:
+    # SQLite gives naive UTC (text, or a datetime from its converter); PostgreSQL aware times.
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
+def _dedup_plan(
+    queryset: QuerySet[Vote], percentile: float, result: ExportResult
+) -> frozenset[int]:
+    """Ids of the votes that ``--dedup`` drops (a first pass over the votes, hashes only).
+
+    An exact duplicate is a vote whose normalised prompts and both answers repeat an earlier
+    vote's: it adds no information. Then a prompt that recurs more often than ``percentile`` of
+    the prompts do (greetings, test prompts) keeps only that many votes, the earliest.
+    """
+    ids, prompts, wholes = [], [], []
+    rows = queryset.values_list(
+        "id", "battle_id", "external_id", "conversation_a", "conversation_b"
+    )
+    for vote_id, battle_id, external_id, conv_a, conv_b in rows.iterator(chunk_size=CHUNK_SIZE):
+        row = {"battle_id": battle_id, "external_id": external_id}
+        key = prompt_key({**row, "conversation_a": conv_a, "conversation_b": conv_b})
+        whole = "\0".join(
+            [key]
+            + [normalise(m["content"]) for m in conv_a if m["role"] == "user"]
+            + [m["content"] for m in conv_a + conv_b if m["role"] == "assistant"]
+        )
+        ids.append(vote_id)
+        prompts.append(_hash64(key))
+        wholes.append(_hash64(whole))
+    if not ids:
+        return frozenset()
+    id_array, prompt_array = np.array(ids, dtype=np.int64), np.array(prompts, dtype=np.uint64)
+    _, first = np.unique(np.array(wholes, dtype=np.uint64), return_index=True)
+    keep = np.zeros(len(ids), dtype=bool)
+    keep[first] = True
+    result.duplicates_dropped = int((~keep).sum())
+    # Rank of each vote among the kept votes with the same prompt, in id order.
+    kept_prompts = prompt_array[keep]
+    _, counts = np.unique(kept_prompts, return_counts=True)
+    cap = max(1, int(np.ceil(np.percentile(counts, percentile))))
+    order = np.argsort(kept_prompts, kind="stable")
+    sorted_keys = kept_prompts[order]
+    starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    first_of_group = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - first_of_group
+    over = rank >= cap
+    result.capped_dropped, result.prompt_cap = int(over.sum()), cap
+    drop = np.concatenate([id_array[~keep], id_array[keep][over]])
+    return frozenset(drop.tolist())
+
+
+def _hash64(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+class ShardWriter:
+    """Records into ``<folder>/<split>-NNNNN-of-NNNNN.<ext>`` files of at most ``shard_size``.
+
+    The number of shards is known only at the end (filters and skips happen on the way), so
+    shards are written as ``.partial`` files and renamed by :meth:`close`. Parquet rows are
+    buffered ``CHUNK_SIZE`` at a time (as JSON lines) and written as one row group each: memory
+    stays flat.
+    """
+
+    def __init__(self, folder: Path, schema: pa.Schema, file_format: str, shard_size: int) -> None:
+        self.folder, self.schema, self.file_format = folder, schema, file_format
+        self.shard_size = shard_size
+        self.counts: dict[str, int] = {}
+        self._shards: dict[str, list[Path]] = {}
+        self._in_shard: dict[str, int] = {}
+        self._jsonl: dict[str, Any] = {}
+        self._parquet: dict[str, pq.ParquetWriter] = {}
+        self._buffer: dict[str, list[bytes]] = {}
+
+    def write(self, split: str, record: dict[str, Any]) -> None:
+        if split not in self._shards or self._in_shard[split] >= self.shard_size:
+            self._open(split)
+        self._in_shard[split] += 1
+        self.counts[split] = self.counts.get(split, 0) + 1
+        line = orjson.dumps(record) + b"\n"
+        if self.file_format == "jsonl":
+            self._jsonl[split].write(line)
+        else:
+            self._buffer[split].append(line)
+            if len(self._buffer[split]) >= CHUNK_SIZE:
+                self._flush(split)
+
+    def _open(self, split: str) -> None:
+        self._close_shard(split)
+        shards = self._shards.setdefault(split, [])
+        path = self.folder / f"{split}-{len(shards):05d}.partial"
+        shards.append(path)
+        self._in_shard[split] = 0
+        if self.file_format == "jsonl":
+            self._jsonl[split] = path.open("wb")
+        else:
+            self._parquet[split] = pq.ParquetWriter(path, self.schema)
+            self._buffer[split] = []
+
+    def _flush(self, split: str) -> None:
+        if self._buffer.get(split):
+            # JSON lines through Arrow's C++ JSON reader, checked against the schema: about
+            # three times faster than building the nested columns from Python objects.
+            data = b"".join(self._buffer[split])
+            table = pa_json.read_json(
+                io.BytesIO(data),
+                read_options=pa_json.ReadOptions(block_size=max(len(data), 1 << 20)),
+                parse_options=pa_json.ParseOptions(
+                    explicit_schema=self.schema, unexpected_field_behavior="error"
+                ),
+            )
+            self._parquet[split].write_table(table.select(self.schema.names).cast(self.schema))
+            self._buffer[split] = []
+
+    def _close_shard(self, split: str) -> None:
+        if split in self._jsonl:
+            self._jsonl.pop(split).close()
+        if split in self._parquet:
+            self._flush(split)
+            self._parquet.pop(split).close()
+
+    def close(self) -> list[Path]:
+        """Finish every shard and give them their final names (none when nothing was written)."""
+        for split in list(self._shards):
+            self._close_shard(split)
+        final = []
+        for split, shards in self._shards.items():
+            for index, path in enumerate(shards):
+                name = f"{split}-{index:05d}-of-{len(shards):05d}.{self.file_format}"
+                final.append(path.rename(path.with_name(name)))
+        return final

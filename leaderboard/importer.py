@@ -1,0 +1,261 @@
+"""Battle logs in: FastChat/LMSYS battle records become Battles and Votes marked with their source.
+
+Imported votes have ``source = "import:<label>"`` and ``external_id`` = the record's
+``question_id`` (or a stable hash of the record when it has none), which makes a re-import of the
+same file a no-op. Models the arena does not know are created disabled and outside the registry,
+so they are rated but never sampled. The judge becomes a keyed hash, like a local visitor id; the
+raw value is never stored. Records are read one at a time and stored in batches, so a large log
+streams.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from arena import facts
+from arena.models import ArenaModel, Battle, Vote
+from arena.visitors import keyed_hash
+from leaderboard.formats.arena import BattleLogError, battle_record_check, battle_records
+from leaderboard.formats.pairwise import is_pairwise, record_from_pairwise
+from leaderboard.formats.records import user_prompts
+
+BATCH = 500
+MAX_ERRORS_KEPT = 20
+_NAME_MAX = ArenaModel._meta.get_field("name").max_length or 100
+_SOURCE_MAX = Vote._meta.get_field("source").max_length or 100
+
+
+@dataclass
+class ImportResult:
+    path: Path
+    source: str
+    read: int = 0
+    created: int = 0
+    already_present: int = 0
+    bad: int = 0
+    without_text: int = 0
+    errors: list[str] = field(default_factory=list)
+    models_created: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def battles_import(
+    *,
+    path: str | Path,
+    source: str | None = None,
+    strict: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Import a battle log (JSON, JSON Lines, Parquet, or the 55k CSV layout).
+
+    Parameters
+    ----------
+    source : str, optional
+        The label in ``source = "import:<label>"``; the file name by default. Importing the same
+        records under the same label again changes nothing.
+    strict : bool
+        Stop at the first bad record instead of skipping and counting it (the records before
+        it are stored).
+    progress : callable, optional
+        Called with the number of records read so far, every batch.
+
+    Raises
+    ------
+    BattleLogError
+        The file cannot be read, or (with ``strict``) a record is bad: one line naming the file,
+        the line or record, and the field.
+    """
+    started = time.monotonic()
+    path = Path(path)
+    label = f"import:{source or path.name}"[:_SOURCE_MAX]
+    result = ImportResult(path=path, source=label)
+    store = _Store(label, result)
+    pending: list[tuple[str, dict[str, Any]]] = []
+    try:
+        for external_id, record in _checked(path, strict, result):
+            pending.append((external_id, record))
+            if len(pending) >= BATCH:
+                store.save(pending)
+                pending = []
+                if progress:
+                    progress(result.read)
+    finally:
+        # Also on a strict stop: the records before the bad one are kept, so a re-run after
+        # fixing the file imports only what is left.
+        store.save(pending)
+    if progress:
+        progress(result.read)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _checked(
+    path: Path, strict: bool, result: ImportResult
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(external id, validated record) for each good record; bad ones are counted or raised."""
+    seen: Counter[str] = Counter()
+    for where, raw in battle_records(path):
+        result.read += 1
+        try:
+            if isinstance(raw, BattleLogError):
+                raise raw
+            if is_pairwise(raw):
+                raw = record_from_pairwise(where, raw)
+            record = battle_record_check(where, raw)
+            for side in ("model_a", "model_b"):
+                if len(record[side]) > _NAME_MAX:
+                    raise BattleLogError(f"{where}: field {side!r} is longer than {_NAME_MAX}")
+        except BattleLogError as exc:
+            if strict:
+                raise
+            result.bad += 1
+            if len(result.errors) < MAX_ERRORS_KEPT:
+                result.errors.append(str(exc))
+            continue
+        external_id = record["question_id"]
+        if not external_id:
+            # No id in the log: the record's content is its identity. Identical records (the
+            # same judge, models and time) are numbered in file order, so none is lost and a
+            # re-import of the same file maps each to the same id.
+            digest = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
+            external_id = "sha256:" + hashlib.sha256(digest.encode()).hexdigest()[:32]
+            seen[external_id] += 1
+            if seen[external_id] > 1:
+                external_id = f"{external_id}#{seen[external_id]}"
+        yield external_id, record
+
+
+class _Store:
+    """Writes batches of checked records, creating the models the arena does not know yet."""
+
+    def __init__(self, source: str, result: ImportResult) -> None:
+        self.source, self.result = source, result
+        self.models: dict[str, int] = dict(ArenaModel.objects.values_list("name", "id"))
+
+    def save(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        if not batch:
+            return
+        ids = [external_id for external_id, _ in batch]
+        present = set(
+            Vote.objects.filter(source=self.source, external_id__in=ids).values_list(
+                "external_id", flat=True
+            )
+        )
+        battles, votes = [], []
+        with transaction.atomic():
+            for external_id, record in batch:
+                if external_id in present:
+                    self.result.already_present += 1
+                    continue
+                present.add(external_id)  # a repeat later in the same batch is present too
+                battle, vote = self._build(external_id, record)
+                battles.append(battle)
+                votes.append(vote)
+            Battle.objects.bulk_create(battles)
+            Vote.objects.bulk_create(votes)
+        self.result.created += len(votes)
+
+    def _model(self, name: str) -> int:
+        if name not in self.models:
+            model, created = ArenaModel.objects.get_or_create(
+                name=name,
+                defaults={
+                    "display_name": name,
+                    "backend": "openai",
+                    "description": f"Imported from {self.source}; no backend configured.",
+                    "enabled": False,
+                    "in_registry": False,
+                    "sampling_weight": 0.0,
+                },
+            )
+            self.models[name] = model.id
+            if created:
+                self.result.models_created.append(name)
+        return self.models[name]
+
+    def _build(self, external_id: str, record: dict[str, Any]) -> tuple[Battle, Vote]:
+        model_a, model_b = self._model(record["model_a"]), self._model(record["model_b"])
+        when = (
+            dt.datetime.fromtimestamp(record["tstamp"], dt.UTC)
+            if record["tstamp"] is not None
+            else timezone.now()
+        )
+        visitor = keyed_hash("judge", record["judge"]) if record["judge"] else ""
+        battle = Battle(model_a_id=model_a, model_b_id=model_b, visitor_id=visitor, created_at=when)
+        reason = record["exclusion_reason"]
+        vote = Vote(
+            battle=battle,
+            model_a_id=model_a,
+            model_b_id=model_b,
+            outcome=record["winner"],
+            visitor_id=visitor,
+            is_valid=not reason,
+            invalid_reason=reason[:200],
+            battle_started_at=when,
+            created_at=when,
+            source=self.source,
+            external_id=external_id,
+            anony=record["anony"],
+            **self._facts(record),
+        )
+        return battle, vote
+
+    def _facts(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The per-vote facts: the log's own values where it has them, else computed."""
+        conv_a, conv_b = record["conversation_a"], record["conversation_b"]
+        meta = record["conv_metadata"]
+        out: dict[str, Any] = {
+            "language": record["language"],
+            "conversation_a": conv_a or [],
+            "conversation_b": conv_b or [],
+        }
+        if conv_a is None:
+            self.result.without_text += 1
+            out.update(
+                turns=record["turn"] or 1,
+                prompt_chars=record["prompt_chars"] or 0,
+                has_code=bool(record["is_code"]),
+            )
+        else:
+            prompts = user_prompts(conv_a)
+            answers = [m["content"] for m in conv_a + conv_b if m["role"] == "assistant"]
+            out.update(
+                language=record["language"] or facts.language_guess("\n".join(prompts)),
+                turns=record["turn"] or len(prompts),
+                prompt_chars=(
+                    record["prompt_chars"]
+                    if record["prompt_chars"] is not None
+                    else sum(len(p) for p in prompts)
+                ),
+                has_code=(
+                    record["is_code"]
+                    if record["is_code"] is not None
+                    else facts.has_code(prompts + answers)
+                ),
+            )
+        for side, conv in (("a", conv_a), ("b", conv_b)):
+            if meta is not None:
+                out[f"tokens_{side}"] = meta[f"sum_assistant_{side}_tokens"]
+                out[f"style_{side}"] = {
+                    "headers": meta[f"header_count_{side}"],
+                    "lists": meta[f"list_count_{side}"],
+                    "bold": meta[f"bold_count_{side}"],
+                }
+            elif conv is not None:
+                # No token counts in the log: words stand in for tokens (style control only
+                # compares the two sides of a battle, so the scale matters little).
+                answers = [m["content"] for m in conv if m["role"] == "assistant"]
+                out[f"tokens_{side}"] = sum(len(a.split()) for a in answers)
+                out[f"style_{side}"] = facts.conversation_style(conv)
+        return out

@@ -1,0 +1,262 @@
+"""Battle logs in: the reference log, the public layouts, round trips, and bad files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from django.core.management import CommandError, call_command
+
+from arena.models import ArenaModel, Battle, Vote
+from leaderboard import battles as battle_data
+from leaderboard.export import ExportError, ExportFilters, preferences_export
+from leaderboard.importer import battles_import
+from leaderboard.pairs import BOTH_BAD, MODEL_A, MODEL_B, TIE
+from tests.leaderboard.conftest import refdata_dir
+from tests.leaderboard.test_export import models, read_split, votes  # noqa: F401 (fixtures)
+
+REFERENCE = "clean_battle_20240220.json"
+
+
+def empty_database() -> None:
+    """What a fresh install holds: no votes, battles or models."""
+    Vote.objects.all().delete()
+    Battle.objects.all().delete()
+    ArenaModel.objects.all().delete()
+
+
+def conversation(prompt: str, answer: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+
+
+def lmsys_record(n: int, winner: str, **extra: Any) -> dict[str, Any]:
+    """A record in the layout of lmsys/chatbot_arena_conversations."""
+    return {
+        "question_id": f"q{n:04d}",
+        "model_a": "vicuna-13b",
+        "model_b": "koala-13b",
+        "winner": winner,
+        "judge": f"arena_user_{n % 2}",
+        "conversation_a": conversation(f"What is {n} plus {n}?", f"It is {2 * n}."),
+        "conversation_b": conversation(f"What is {n} plus {n}?", f"# Answer\n**{2 * n}**"),
+        "turn": 1,
+        "anony": True,
+        "language": "English",
+        "tstamp": 1682351591.1322 + n,
+        "openai_moderation": {"flagged": False},
+        "toxic_chat_tag": {"roberta-large": {"flagged": False}},
+        **extra,
+    }
+
+
+def test_reference_log_imports_once_with_disabled_models_and_feeds_the_leaderboard(
+    db: None,
+) -> None:
+    path = refdata_dir() / REFERENCE
+    result = battles_import(path=path)
+    assert (result.read, result.created, result.bad, result.without_text) == (2061, 2061, 0, 2061)
+    assert len(result.models_created) == 13
+    imported = ArenaModel.objects.filter(name__in=result.models_created)
+    assert imported.count() == 13
+    assert not imported.filter(enabled=True).exists()
+    assert not imported.filter(in_registry=True).exists()
+    again = battles_import(path=path)
+    assert (again.created, again.already_present, again.models_created) == (0, 2061, [])
+    assert Vote.objects.count() == Battle.objects.count() == 2061
+    stored = Vote.objects.all()
+    assert set(stored.values_list("source", flat=True)) == {f"import:{REFERENCE}"}
+    assert stored.filter(anony=True).count() == 1515
+    raw = json.loads(path.read_text())
+    judges = {r["judge"] for r in raw}
+    assert not judges & set(Battle.objects.values_list("visitor_id", flat=True))
+    assert Vote.objects.values("visitor_id").distinct().count() == len(judges)
+    first = Vote.objects.order_by("created_at").first()
+    assert first is not None and first.created_at.timestamp() == min(r["tstamp"] for r in raw)
+    # The leaderboard's own selection sees every imported battle with the file's outcomes.
+    names, index = battle_data.model_names()
+    arrays = battle_data.battles_aggregated(battle_data.valid_votes(), names, index)
+    codes = np.bincount(arrays.outcome, minlength=4)
+    assert codes[[MODEL_A, MODEL_B, TIE, BOTH_BAD]].tolist() == [759, 744, 130, 428]
+
+
+def test_battles_without_text_export_as_arena_and_are_counted_as_skipped_elsewhere(
+    db: None, tmp_path: Path
+) -> None:
+    battles_import(path=refdata_dir() / REFERENCE, source="genai-arena")
+    arena = preferences_export(output=tmp_path / "arena", fmt="arena")
+    assert arena.records == 2061
+    # Every battle needs text for a TRL record: nothing to write, and the error says why.
+    with pytest.raises(ExportError) as refused:
+        preferences_export(output=tmp_path / "reward", fmt="trl-reward")
+    assert str(refused.value) == (
+        "nothing to export: 2061 votes selected, all skipped "
+        "(2061 imported without conversation text)"
+    )
+
+
+def comparable(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
+    """Records without the judge (a per-export pseudonym), and the judge as a partition."""
+    records = sorted(records, key=lambda r: r["question_id"])
+    first_seen: dict[str, int] = {}
+    partition = [first_seen.setdefault(r["judge"], len(first_seen)) for r in records]
+    return [{k: v for k, v in r.items() if k != "judge"} for r in records], partition
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "parquet"])
+def test_arena_export_imported_into_an_empty_database_exports_the_same_records(
+    votes: list[Vote],  # noqa: F811
+    tmp_path: Path,
+    file_format: str,
+) -> None:
+    filters = ExportFilters(include_invalid=True)
+    first = tmp_path / "first"
+    preferences_export(output=first, fmt="arena", file_format=file_format, filters=filters)
+    before = read_split(first)
+    empty_database()
+    for path in sorted((first / "data").iterdir()):
+        assert battles_import(path=path, strict=True).created == 12
+    second = tmp_path / "second"
+    preferences_export(output=second, fmt="arena", file_format=file_format, filters=filters)
+    after = read_split(second)
+    assert comparable(after) == comparable(before)
+    assert {r["exclusion_reason"] for r in after} == {"", "identity leak", "moderation: flagged"}
+
+
+def test_pairwise_export_imports_back_to_the_same_rows(
+    votes: list[Vote],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    preferences_export(output=tmp_path / "one", fmt="pairwise", file_format="parquet")
+    before = read_split(tmp_path / "one")
+    empty_database()
+    battles_import(path=next((tmp_path / "one" / "data").iterdir()), strict=True)
+    preferences_export(output=tmp_path / "two", fmt="pairwise", file_format="parquet")
+    assert sorted(read_split(tmp_path / "two"), key=lambda r: r["id"]) == sorted(
+        before, key=lambda r: r["id"]
+    )
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_chatbot_arena_conversations_layout_imports_with_text_and_facts(
+    db: None, tmp_path: Path, suffix: str
+) -> None:
+    records = [
+        lmsys_record(1, "model_a"),
+        lmsys_record(2, "model_b", language="German"),
+        lmsys_record(3, "tie (bothbad)"),
+        lmsys_record(4, "tie"),
+    ]
+    path = tmp_path / f"conversations{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    else:
+        pq.write_table(pa.Table.from_pylist(records), path)
+    result = battles_import(path=path, source="lmsys")
+    assert (result.created, result.bad, result.without_text) == (4, 0, 0)
+    by_id = {v.external_id: v for v in Vote.objects.filter(source="import:lmsys")}
+    outcomes = [by_id[f"q000{i}"].outcome for i in range(1, 5)]
+    assert outcomes == ["model_a", "model_b", "both_bad", "tie"]
+    first = by_id["q0001"]
+    assert first.language == "en" and by_id["q0002"].language == "de"
+    assert first.conversation_b[1]["content"] == "# Answer\n**2**"
+    assert first.style_b == {"headers": 1, "lists": 0, "bold": 1}
+    assert (first.turns, first.prompt_chars, first.tokens_a) == (1, len("What is 1 plus 1?"), 3)
+    reward = preferences_export(output=tmp_path / "out", fmt="trl-reward")
+    assert reward.records == 2
+
+
+def test_the_55k_csv_layout_imports_with_one_hot_winners(db: None, tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    columns = ["id", "model_a", "model_b", "prompt", "response_a", "response_b",
+               "winner_model_a", "winner_model_b", "winner_tie"]  # fmt: skip
+    rows = [
+        [30192, "gpt-4", "gpt-3.5", json.dumps(["Hi", "Again"]), json.dumps(["A1", "A2"]),
+         json.dumps(["B1", None]), 1, 0, 0],
+        [53567, "gpt-3.5", "llama-2", json.dumps(["Sort, \"quoted\"\nlines"]),
+         json.dumps(["x"]), json.dumps(["y"]), 0, 0, 1],
+        [65089, "llama-2", "gpt-4", json.dumps(["Q"]), json.dumps(["a"]), json.dumps(["b"]),
+         0, 1, 1],
+    ]  # fmt: skip
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    result = battles_import(path=path)
+    assert (result.created, result.bad) == (2, 1)
+    assert "record 3" in result.errors[0] and "exactly one of" in result.errors[0]
+    first = Vote.objects.get(external_id="30192")
+    assert first.outcome == "model_a" and first.turns == 2
+    assert [m["content"] for m in first.conversation_b] == ["Hi", "B1", "Again", ""]
+    assert Vote.objects.get(external_id="53567").outcome == "tie"
+
+
+def test_bad_records_are_skipped_and_counted_or_stop_the_import_with_strict(
+    db: None, tmp_path: Path
+) -> None:
+    good = {"model_a": "m1", "model_b": "m2", "winner": "model_a", "tstamp": 1.0}
+    lines = [
+        json.dumps(good),
+        "{not json",
+        json.dumps({"model_a": "m1", "model_b": "m2", "tstamp": 2.0}),
+        json.dumps({**good, "winner": "model_c"}),
+        json.dumps({**good, "tstamp": "yesterday"}),
+        json.dumps({**good, "conversation_a": [{"role": "user"}], "conversation_b": "text"}),
+        json.dumps({**good, "tstamp": 3.0}),
+    ]
+    path = tmp_path / "battles.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = battles_import(path=path)
+    assert (result.read, result.created, result.bad) == (7, 2, 5)
+    assert [e.split(": ", 2)[1] for e in result.errors] == [f"line {n}" for n in (2, 3, 4, 5, 6)]
+    assert "field 'winner' is missing" in result.errors[1]
+    assert "field 'winner' has unknown value 'model_c'" in result.errors[2]
+    assert "field 'tstamp' must be a number" in result.errors[3]
+    out = io.StringIO()
+    call_command("import_battles", str(path), "--source", "other", "--no-progress",
+                 stdout=out, stderr=io.StringIO())  # fmt: skip
+    assert "2 battles imported" in out.getvalue() and "5 bad" in out.getvalue()
+    with pytest.raises(CommandError) as failure:
+        call_command("import_battles", str(path), "--strict", "--source", "strict")
+    assert str(failure.value).startswith(f"{path}: line 2: not valid JSON: Expecting property")
+    assert Vote.objects.filter(source="import:strict").count() == 1  # line 1, before the stop
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot open file"),
+        (b"", "the file is empty"),
+        (b"PAR1 this is not parquet", "not a readable Parquet file"),
+        (b"[1, 2", "not valid JSON"),
+        (b"\xff\xfe\x00garbage", "cannot read file as UTF-8 text"),
+    ],
+)
+def test_unreadable_files_end_in_one_line_naming_the_file(
+    db: None, tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "log.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CommandError) as failure:
+        call_command("import_battles", str(path), "--no-progress")
+    assert str(failure.value).startswith(str(path)) and message in str(failure.value)
+    assert "\n" not in str(failure.value)
+
+
+def test_a_strict_import_keeps_the_records_before_the_bad_one(db: None, tmp_path: Path) -> None:
+    records = [lmsys_record(n, "model_a") for n in range(3)] + [{"model_a": "x"}]
+    path = tmp_path / "log.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(CommandError, match=r"record 4: field 'model_b' is missing"):
+        call_command("import_battles", str(path), "--strict", "--no-progress")
+    assert Vote.objects.count() == 3
+    path.write_text(json.dumps([*records[:3], lmsys_record(9, "tie")]))
+    result = battles_import(path=path)
+    assert (result.created, result.already_present) == (1, 3)
