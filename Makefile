@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test lint install bench clean test-vllm
 
 # What the demo needs; the test and bench tools come on top (ratings peers, datasets, ...).
 $(STAMP): pyproject.toml constraints.txt
@@ -42,6 +42,13 @@ lint: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(PY) benchmarks/ratings.py
+	$(PY) benchmarks/export.py --votes 100000
+	$(PY) benchmarks/overhead.py
+
+# Opt-in: a CPU build of vLLM in its own venv (about 3.5 GB), a tiny model served by it, and a
+# battle through the arena against it.
+test-vllm: $(DEV_STAMP)
+	bash scripts/test_vllm.sh
 
 clean:
 	rm -rf $(VENV) data var

@@ -19,6 +19,13 @@ models. Errors name the entry and the field.
     [models.sampling]                 # sampling defaults
     temperature = 0.7
     max_tokens = 1024
+    [models.vllm]                     # optional: how `manage.py serve_model` hosts it
+    model = "Qwen/Qwen2.5-7B-Instruct"  # Hugging Face id or local folder
+    port = 8001
+    gpu_memory_utilization = 0.45
+    max_model_len = 8192
+    dtype = "bfloat16"
+    extra_args = ["--enable-prefix-caching"]
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ _KNOWN_FIELDS = {
     "max_concurrency",
     "enabled",
     "demo",
+    "vllm",
 }
 _SAMPLING_FIELDS: dict[str, tuple[type, ...]] = {
     "temperature": (int, float),
@@ -56,6 +64,16 @@ _SAMPLING_FIELDS: dict[str, tuple[type, ...]] = {
     "stop": (list,),
     "seed": (int,),
     "extra": (dict,),
+}
+
+# The `[models.vllm]` table: (types, required). `model` is a Hugging Face id or a folder.
+_VLLM_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "model": ((str,), True),
+    "port": ((int,), False),
+    "gpu_memory_utilization": ((int, float), False),
+    "max_model_len": ((int,), False),
+    "dtype": ((str,), False),
+    "extra_args": ((list,), False),
 }
 
 
@@ -170,6 +188,13 @@ def _parse_entry(raw: dict[str, Any], index: int, base_dir: Path) -> ModelEntry:
         options["sampling"] = sampling
     if _check(raw, index, "demo", (bool,), False):
         options["demo"] = True
+    vllm = _check(raw, index, "vllm", (dict,), False)
+    if vllm is not None:
+        if backend != Backend.OPENAI:
+            raise _fail(index, name, "vllm", 'needs backend = "openai" (vLLM serves over HTTP)')
+        options["vllm"] = _parse_vllm(vllm, index, name, base_dir)
+        # `serve_model` serves it under the entry's name; the backend must ask for that name.
+        options.setdefault("served_model_name", name)
     return ModelEntry(
         name=name,
         display_name=display_name,
@@ -182,6 +207,41 @@ def _parse_entry(raw: dict[str, Any], index: int, base_dir: Path) -> ModelEntry:
         enabled=bool(_check(raw, index, "enabled", (bool,), False) is not False),
         options=options,
     )
+
+
+def _parse_vllm(vllm: dict[str, Any], index: int, name: str, base_dir: Path) -> dict[str, Any]:
+    unknown = sorted(set(vllm) - set(_VLLM_FIELDS))
+    if unknown:
+        raise _fail(index, name, f"vllm.{unknown[0]}", "is not a known field")
+    parsed: dict[str, Any] = {}
+    for key, (types, required) in _VLLM_FIELDS.items():
+        if key not in vllm:
+            if required:
+                raise _fail(index, name, f"vllm.{key}", "is required")
+            continue
+        value = vllm[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise _fail(index, name, f"vllm.{key}", f"must be {_type_names(types)}")
+        parsed[key] = value
+    if not parsed["model"]:
+        raise _fail(index, name, "vllm.model", "must not be empty")
+    # A relative folder resolves like a local path; a Hugging Face id ("org/model") is kept.
+    local = base_dir / parsed["model"]
+    if parsed["model"].startswith((".", "/")) or local.is_dir():
+        parsed["model"] = str(local.resolve())
+    port = parsed.get("port")
+    if port is not None and not 1 <= port <= 65535:
+        raise _fail(index, name, "vllm.port", "must be between 1 and 65535")
+    fraction = parsed.get("gpu_memory_utilization")
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise _fail(index, name, "vllm.gpu_memory_utilization", "must be in (0, 1]")
+        parsed["gpu_memory_utilization"] = float(fraction)
+    if parsed.get("max_model_len") is not None and parsed["max_model_len"] < 1:
+        raise _fail(index, name, "vllm.max_model_len", "must be >= 1")
+    if not all(isinstance(arg, str) for arg in parsed.get("extra_args", [])):
+        raise _fail(index, name, "vllm.extra_args", "must be a list of strings")
+    return parsed
 
 
 def registry_load(path: Path) -> list[ModelEntry]:

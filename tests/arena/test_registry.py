@@ -125,3 +125,94 @@ def test_sync_models_command_reports_errors_as_command_errors(db: None, tmp_path
     path.write_text(GOOD)
     call_command("sync_models", "--file", str(path))
     assert ArenaModel.objects.count() == 2
+
+
+# The [models.vllm] table: how `manage.py serve_model` hosts an openai entry.
+
+VLLM_ENTRY = """
+[[models]]
+name = "qwen-7b"
+display_name = "Qwen 7B"
+backend = "openai"
+[models.options]
+base_url = "http://gpu1:8001/v1"
+[models.vllm]
+model = "Qwen/Qwen2.5-7B-Instruct"
+port = 8001
+gpu_memory_utilization = 0.45
+max_model_len = 8192
+dtype = "bfloat16"
+extra_args = ["--enable-prefix-caching"]
+"""
+
+
+def test_vllm_table_is_kept_in_the_options_and_names_the_served_model(tmp_path: Path) -> None:
+    [entry] = registry_parse(VLLM_ENTRY, base_dir=tmp_path)
+    assert entry.options["vllm"] == {
+        "model": "Qwen/Qwen2.5-7B-Instruct",
+        "port": 8001,
+        "gpu_memory_utilization": 0.45,
+        "max_model_len": 8192,
+        "dtype": "bfloat16",
+        "extra_args": ["--enable-prefix-caching"],
+    }
+    # serve_model serves it under the entry's name, so that is what the backend asks for.
+    assert entry.options["served_model_name"] == "qwen-7b"
+
+
+def test_vllm_table_keeps_an_explicit_served_model_name(tmp_path: Path) -> None:
+    text = VLLM_ENTRY.replace(
+        'base_url = "http://gpu1:8001/v1"',
+        'base_url = "http://gpu1:8001/v1"\nserved_model_name = "qwen"',
+    )
+    [entry] = registry_parse(text, base_dir=tmp_path)
+    assert entry.options["served_model_name"] == "qwen"
+
+
+def test_vllm_model_folder_resolves_against_the_models_file(tmp_path: Path) -> None:
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    text = VLLM_ENTRY.replace('"Qwen/Qwen2.5-7B-Instruct"', '"models/tiny"')
+    [entry] = registry_parse(text, base_dir=tmp_path)
+    assert entry.options["vllm"]["model"] == str(tmp_path / "models" / "tiny")
+
+
+def test_entries_without_a_vllm_table_are_unchanged(tmp_path: Path) -> None:
+    _, beta = registry_parse(GOOD, base_dir=tmp_path)
+    assert "vllm" not in beta.options and "served_model_name" not in beta.options
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('model = "Qwen/Qwen2.5-7B-Instruct"', ""), "field 'vllm.model': is required"),
+        (('model = "Qwen/Qwen2.5-7B-Instruct"', 'model = ""'), "'vllm.model': must not be empty"),
+        (("port = 8001", "port = 70000"), "field 'vllm.port': must be between 1 and 65535"),
+        (("port = 8001", 'port = "8001"'), "field 'vllm.port': must be an integer"),
+        (
+            ("gpu_memory_utilization = 0.45", "gpu_memory_utilization = 1.5"),
+            "field 'vllm.gpu_memory_utilization': must be in (0, 1]",
+        ),
+        (("max_model_len = 8192", "max_model_len = 0"), "field 'vllm.max_model_len': must be >= 1"),
+        (
+            ('extra_args = ["--enable-prefix-caching"]', "extra_args = [1]"),
+            "field 'vllm.extra_args': must be a list of strings",
+        ),
+        (
+            ('extra_args = ["--enable-prefix-caching"]', "tensor_parallel = 2"),
+            "entry 1 ('qwen-7b'), field 'vllm.tensor_parallel': is not a known field",
+        ),
+    ],
+)
+def test_malformed_vllm_tables_name_the_entry_and_field(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    with pytest.raises(RegistryError) as error:
+        registry_parse(VLLM_ENTRY.replace(*change), base_dir=tmp_path)
+    assert message in str(error.value)
+
+
+def test_a_vllm_table_needs_the_openai_backend(tmp_path: Path) -> None:
+    text = '[[models]]\nname = "x"\ndisplay_name = "X"\nbackend = "local"\n'
+    text += '[models.options]\npath = "m"\n[models.vllm]\nmodel = "m"\n'
+    with pytest.raises(RegistryError, match="field 'vllm': needs backend = \"openai\""):
+        registry_parse(text, base_dir=tmp_path)

@@ -28,12 +28,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(
-    os.environ.get(
-        "ARENA_VLLM_FIXTURES",
-        Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "vllm-0.32.0",
-    )
-)
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fixtures_dir() -> Path:
+    # A copy inside the repository wins; else the shared folder beside the checkout (CI has it).
+    if os.environ.get("ARENA_VLLM_FIXTURES"):
+        return Path(os.environ["ARENA_VLLM_FIXTURES"])
+    inside = _ROOT / "tests" / "fixtures" / "vllm-0.32.0"
+    return inside if inside.is_dir() else _ROOT.parent / "shared" / "fixtures" / "vllm-0.32.0"
+
+
+FIXTURES = _fixtures_dir()
 PACED_MODEL = "paced-model"
 
 
@@ -136,7 +142,12 @@ class Paced:
     model: str = PACED_MODEL
 
 
-Action = Replay | Reply | Paced
+@dataclass(frozen=True)
+class Hangup:
+    """The connection is closed without any response (a server that died, a stale keep-alive)."""
+
+
+Action = Replay | Reply | Paced | Hangup
 
 
 @dataclass
@@ -205,7 +216,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_reply(Reply(404, b'{"detail":"Not Found"}'))
             return
         action = self.server.script.next_action(recorded)
-        if isinstance(action, Reply):
+        if isinstance(action, Hangup):
+            self._drop()
+        elif isinstance(action, Reply):
             self._send_reply(action)
         elif isinstance(action, Paced):
             self._send_paced(action)

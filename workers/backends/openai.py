@@ -183,7 +183,7 @@ class OpenAIBackend:
                 error = f"cannot connect to {self.base_url}: {_describe(exc)}"
                 if attempt > self.retries:
                     raise BackendError(_after(error, attempt)) from exc
-            except httpx.RemoteProtocolError as exc:
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 # Raised here only when no response came at all (a pooled connection that the
                 # server had just closed, a server that died before answering): nothing was
                 # generated for anyone, so it is safe to try again.

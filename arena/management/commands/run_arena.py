@@ -39,7 +39,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--concurrency", type=int, default=4, help="worker threads")
+        parser.add_argument("--concurrency", type=int, default=8, help="worker threads")
+        parser.add_argument(
+            "--web-workers",
+            type=int,
+            default=2,
+            help="uvicorn processes: sync views run one at a time per process",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
@@ -84,7 +90,8 @@ class Command(BaseCommand):
             self._spawn(
                 "web",
                 [python, "-m", "uvicorn", "arena.asgi:application", "--host", host,
-                 "--port", str(port), "--timeout-graceful-shutdown", "3"],
+                 "--port", str(port), "--timeout-graceful-shutdown", "3",
+                 "--workers", str(options["web_workers"])],
                 env,
             )  # fmt: skip
             url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/"
