@@ -126,6 +126,13 @@ def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def _db(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a short read-only database function from the SSE view off the thread-sensitive
+    executor: under ASGI that one thread also runs every sync view, and hundreds of open streams
+    must not queue behind it. Each of the pool's few threads keeps its own connection."""
+    return sync_to_async(function, thread_sensitive=False)
+
+
 def _stream_setup(request: HttpRequest, battle_id: str) -> dict[str, Response]:
     battle = _battle(request, battle_id)
     turn = battle.turns.order_by("-index").first()
@@ -155,7 +162,7 @@ async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
     Where a side's Redis stream has expired, its stored text comes as one `snapshot` event.
     """
     try:
-        responses = await sync_to_async(_stream_setup)(request, battle_id)
+        responses = await _db(_stream_setup)(request, battle_id)
     except ArenaError as error:
         return error_response(error)
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
@@ -239,7 +246,7 @@ async def _sides_ended(
     ]
     if not candidates:
         return {}
-    fresh = await sync_to_async(_responses_refresh)([responses[side].id for side in candidates])
+    fresh = await _db(_responses_refresh)([responses[side].id for side in candidates])
     return {
         side: fresh[responses[side].id] for side in candidates if fresh[responses[side].id].is_final
     }
