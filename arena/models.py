@@ -202,3 +202,28 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"vote on {self.battle_id}: {self.outcome}"
+
+
+class SamplingPolicy(models.TextChoices):
+    WEIGHTED = "weighted", "Weighted by each model's sampling weight"
+    ADAPTIVE = "adaptive", "Adaptive: the pairs that teach the leaderboard most"
+
+
+class SamplingPlan(models.Model):
+    """The adaptive policy's pair probabilities, precomputed from the votes so that a battle
+    request only draws (see arena/sampling_plan.py)."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The pool the plan was made for (model names), in the order of the matrix rows.
+    pool = models.JSONField()
+    # (n, n) ordered-pair probabilities, zero diagonal, summing to 1.
+    probabilities = models.JSONField()
+    # Expected share of battles each model takes part in (sums to 2).
+    shares = models.JSONField()
+    n_votes = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"sampling plan {self.id} ({len(self.pool)} models)"

@@ -31,7 +31,8 @@ from arena.models import (
     Vote,
 )
 from arena.ratelimit import ratelimit_hit
-from arena.sampling import NotEnoughModels, pair_sample
+from arena.sampling import NotEnoughModels
+from arena.sampling_plan import plan_pair_draw
 from workers import app as celery_app
 from workers.backends.base import Finish
 
@@ -64,7 +65,7 @@ def battle_create(
     _rate_limit(limits, what="new battles")
     pool = selectors.model_pool()
     try:
-        left, right = pair_sample([m.sampling_weight for m in pool], rng or np.random.default_rng())
+        left, right = plan_pair_draw(pool, rng or np.random.default_rng())
     except NotEnoughModels:
         raise Unavailable(
             "The arena needs at least two enabled models; an operator must enable them."

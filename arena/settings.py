@@ -194,6 +194,14 @@ ARENA_SSE_KEEPALIVE_SECONDS = envint("ARENA_SSE_KEEPALIVE_SECONDS", 15, minimum=
 # Shown on every page when the registry holds the built-in demo models.
 ARENA_DEMO = envbool("ARENA_DEMO", False)
 
+# Who fights whom: "weighted" (each model's sampling_weight) or "adaptive" (the pairs whose
+# outcome would most narrow the intervals that matter; see docs/sampling.md).
+ARENA_SAMPLING_POLICY = os.environ.get("ARENA_SAMPLING_POLICY", "weighted")
+if ARENA_SAMPLING_POLICY not in ("weighted", "adaptive"):
+    raise ImproperlyConfigured(
+        f"ARENA_SAMPLING_POLICY={ARENA_SAMPLING_POLICY!r} must be weighted or adaptive"
+    )
+
 # --- The leaderboard ---------------------------------------------------------------------------
 # Seconds between leaderboard refreshes (a refresh with no new votes computes nothing).
 ARENA_LEADERBOARD_REFRESH_SECONDS = envint("ARENA_LEADERBOARD_REFRESH_SECONDS", 60, minimum=1)
@@ -243,6 +251,10 @@ CELERY_BEAT_SCHEDULE = {
     "probe-unhealthy-models": {
         "task": "workers.tasks.probe_unhealthy_models",
         "schedule": float(ARENA_HEALTH_PROBE_SECONDS),
+    },
+    "refresh-sampling-plan": {
+        "task": "arena.tasks.refresh_sampling_plan",
+        "schedule": float(ARENA_LEADERBOARD_REFRESH_SECONDS),
     },
     "refresh-leaderboard": {
         "task": "leaderboard.tasks.refresh_leaderboard",

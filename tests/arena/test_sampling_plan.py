@@ -1,0 +1,108 @@
+"""The adaptive policy wired into the arena: precomputed plans, draws in battle_create."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.test import override_settings
+from scipy import stats
+
+from arena import selectors, services
+from arena.models import ArenaModel, Battle, SamplingPlan, Vote
+from arena.sampling import pair_probabilities
+from arena.sampling_plan import plan_pair_draw, sampling_plan_refresh
+from arena.streams import redis_client
+
+ALPHA = 1e-4  # chi-square level: a correct sampler fails one run in ten thousand
+
+
+@pytest.fixture
+def arena_with_votes(db: None) -> list[ArenaModel]:
+    """Four settled models with 600 votes between them, and a newcomer with none."""
+    rng = np.random.default_rng(5)
+    models = [
+        ArenaModel.objects.create(name=f"m{k}", display_name=f"M{k}", backend="local")
+        for k in range(5)
+    ]
+    strength = np.array([0.0, 0.3, 0.6, 0.9])
+    votes = []
+    for _ in range(600):
+        i, j = rng.choice(4, size=2, replace=False)
+        won = rng.random() < 1 / (1 + np.exp(strength[j] - strength[i]))
+        battle = Battle.objects.create(model_a=models[i], model_b=models[j], visitor_id="v")
+        votes.append(
+            Vote(battle=battle, model_a=models[i], model_b=models[j],
+                 outcome="model_a" if won else "model_b", visitor_id="v", conversation_a=[],
+                 conversation_b=[], turns=1, prompt_chars=10,
+                 battle_started_at=battle.created_at)
+        )  # fmt: skip
+    Vote.objects.bulk_create(votes)
+    return models
+
+
+def test_the_plan_gives_the_newcomer_more_than_its_weighted_share(arena_with_votes) -> None:
+    plan = sampling_plan_refresh()
+    assert plan is not None and plan.pool == [f"m{k}" for k in range(5)]
+    p = np.array(plan.probabilities)
+    assert p.sum() == pytest.approx(1.0) and np.allclose(np.diag(p), 0)
+    weighted_share = 2 / 5  # every model's share of battles under equal weights
+    assert plan.shares[4] > 1.5 * weighted_share
+    assert sampling_plan_refresh() is None  # nothing changed: no new plan
+
+
+@override_settings(ARENA_SAMPLING_POLICY="adaptive")
+def test_draws_follow_the_plan(arena_with_votes) -> None:
+    plan = sampling_plan_refresh()
+    pool = selectors.model_pool()
+    rng = np.random.default_rng(11)
+    n = len(pool)
+    counts = np.zeros((n, n))
+    for _ in range(20_000):
+        left, right = plan_pair_draw(pool, rng)
+        counts[left, right] += 1
+    expected = np.array(plan.probabilities) * counts.sum()
+    off = ~np.eye(n, dtype=bool)
+    assert stats.chisquare(counts[off], expected[off]).pvalue > ALPHA
+
+
+@override_settings(ARENA_SAMPLING_POLICY="adaptive")
+def test_a_disabled_model_is_cut_out_and_an_unknown_one_falls_back(arena_with_votes) -> None:
+    sampling_plan_refresh()
+    ArenaModel.objects.filter(name="m4").update(enabled=False)
+    pool = selectors.model_pool()
+    rng = np.random.default_rng(2)
+    drawn = {pool[i].name for _ in range(500) for i in plan_pair_draw(pool, rng)}
+    assert drawn == {"m0", "m1", "m2", "m3"}
+
+    ArenaModel.objects.create(name="late", display_name="Late", backend="local")
+    pool = selectors.model_pool()
+    assert "late" not in SamplingPlan.objects.first().pool
+    drawn = {pool[i].name for _ in range(2000) for i in plan_pair_draw(pool, rng)}
+    assert "late" in drawn  # weighted until the next plan
+
+
+def test_weighted_policy_ignores_plans(arena_with_votes) -> None:
+    sampling_plan_refresh()
+    pool = selectors.model_pool()
+    rng = np.random.default_rng(3)
+    n = len(pool)
+    counts = np.zeros((n, n))
+    for _ in range(20_000):
+        left, right = plan_pair_draw(pool, rng)
+        counts[left, right] += 1
+    expected = pair_probabilities([1.0] * n) * counts.sum()
+    off = ~np.eye(n, dtype=bool)
+    assert stats.chisquare(counts[off], expected[off]).pvalue > ALPHA
+
+
+@override_settings(ARENA_SAMPLING_POLICY="adaptive")
+def test_battle_create_draws_with_the_plan(arena_with_votes) -> None:
+    redis_client().flushdb()
+    sampling_plan_refresh()
+    with override_settings(ARENA_BATTLES_PER_MINUTE=1000):
+        battles = [
+            services.battle_create(visitor_id="v", prompt="hi", rng=np.random.default_rng(k))
+            for k in range(60)
+        ]
+    newcomer = sum("m4" in (b.model_a.name, b.model_b.name) for b in battles)
+    assert newcomer > 60 * 2 / 5  # more than its weighted share
