@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install bench clean test-vllm
+.PHONY: demo test lint install bench clean test-vllm chromium
 
 # What the demo needs; the test and bench tools come on top (ratings peers, datasets, ...).
 $(STAMP): pyproject.toml constraints.txt
@@ -31,7 +31,14 @@ demo: $(STAMP)
 	ARENA_DEMO=1 $(PY) manage.py build_demo_models
 	ARENA_DEMO=1 $(PY) manage.py run_arena --host $(HOST) --port $(PORT)
 
-test: $(DEV_STAMP)
+# The browser tests drive Debian's chromium (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "the browser tests need chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+test: $(DEV_STAMP) chromium
 	$(PY) -m pytest
 
 lint: $(DEV_STAMP)

@@ -120,10 +120,21 @@ def battle_state(battle: Battle) -> dict[str, Any]:
 
 
 def vote_public(vote: Vote) -> dict[str, Any]:
+    """The reveal: the outcome, whether it counts, both models and, now, their timings."""
+    timing: dict[str, dict[str, int | None]] = {}
+    turn = vote.battle.turns.order_by("-index").first()
+    if turn is not None:
+        for side, response in responses_current(turn).items():
+            timing[side] = {
+                "ttft_ms": response.ttft_ms,
+                "latency_ms": response.latency_ms,
+                "completion_tokens": response.completion_tokens,
+            }
     return {
         "outcome": vote.outcome,
         "counted": vote.is_valid,
         "reason": vote.invalid_reason,
         "model_a": model_public(vote.model_a),
         "model_b": model_public(vote.model_b),
+        "timing": timing,
     }
