@@ -234,6 +234,16 @@ def _read_parquet(path: Path, anony_only: bool, require_style: bool) -> Battles:
     return _build(enumerate(records, start=1), anony_only, require_style, str(path), "record")
 
 
+def _is_parquet(path: Path) -> bool:
+    """Whether the file is Parquet (by its magic bytes or its name); unreadable files raise."""
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise _fail(str(path), f"cannot open file ({exc.strerror or exc})") from exc
+    return magic == b"PAR1" or path.suffix == ".parquet"
+
+
 def read_battle_log(
     path: str | Path, *, anony_only: bool = False, require_style: bool = False
 ) -> Battles:
@@ -245,12 +255,7 @@ def read_battle_log(
         The file is missing, unreadable or holds a bad record.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        raise _fail(str(path), f"cannot open file ({exc.strerror or exc})") from exc
-    if magic == b"PAR1" or path.suffix == ".parquet":
+    if _is_parquet(path):
         return _read_parquet(path, anony_only, require_style)
     try:
         text = path.read_text(encoding="utf-8")
@@ -383,12 +388,7 @@ def battle_records(path: str | Path) -> Iterator[tuple[str, Any]]:
         The file is missing or unreadable as a whole.
     """
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        raise _fail(str(path), f"cannot open file ({exc.strerror or exc})") from exc
-    if magic == b"PAR1" or path.suffix == ".parquet":
+    if _is_parquet(path):
         yield from _parquet_records(path)
     elif path.suffix == ".csv":
         yield from _csv_records(path)
