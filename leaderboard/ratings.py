@@ -313,6 +313,9 @@ def bootstrap_intervals(
     Each round refits from ``theta`` (the full-data fit) by Newton steps with the full-data Hessian,
     falling back to damped Newton for rounds that do not converge that way. Unpenalised rounds carry
     a ridge of 1e-9 times their battle weight so that resamples with one-sided results stay finite.
+    Unpenalised rounds are anchored to ``theta`` within each comparison group by the battle-weighted
+    mean of their differences (``theta`` itself keeps its plain mean-0 centring), so that a model
+    with few battles widens its own interval, not everyone's.
     """
     z_score(confidence)
     n, total = counts.n_models, int(counts.count.sum())
@@ -326,7 +329,8 @@ def bootstrap_intervals(
     h = pair_laplacian(n, p.i, p.j, p.t * sig * (1 - sig), lam_full)
     hinv = np.linalg.inv(anchor_groups(h, labels) if l2 == 0 else h)
     onehot = (labels[:, None] == np.arange(labels.max(initial=0) + 1)).astype(np.float64)
-    sizes = onehot.sum(axis=0)
+    played = np.bincount(p.i, weights=p.t, minlength=n) + np.bincount(p.j, weights=p.t, minlength=n)
+    played_per_group = np.maximum(played @ onehot, 1e-300)
     rows = np.arange(p.i.size)
     inc = sparse.csr_matrix(
         (np.r_[np.ones(rows.size), -np.ones(rows.size)], (np.r_[rows, rows], np.r_[p.i, p.j])),
@@ -363,7 +367,11 @@ def bootstrap_intervals(
             if not gnorm < tol:
                 raise ConvergenceError(f"bootstrap round did not converge (gradient {gnorm:.2e})")
         if l2 == 0:
-            th -= (np.einsum("rk,kc->rc", th, onehot) / sizes)[:, labels]
+            # Anchor each round to the full-data fit by a battle-weighted mean: a model with a
+            # handful of battles swings wildly between rounds and, under a plain mean, would
+            # drag every other model's interval with it.
+            shift = np.einsum("rk,kc->rc", (th - theta) * played, onehot) / played_per_group
+            th -= shift[:, labels]
         return th
 
     samples = run_rounds(rounds, rng, chunk, workers=workers, progress=progress)

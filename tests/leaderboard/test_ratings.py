@@ -482,3 +482,28 @@ def test_leaderboard_rows_are_best_first_with_the_documented_keys():
         R.compute_leaderboard(battles, method="elo", ci="sandwich")
     with pytest.raises(ValueError, match="rng"):
         R.compute_leaderboard(battles, ci="bootstrap")
+
+
+def test_a_model_with_few_battles_does_not_widen_the_others_intervals() -> None:
+    """A newcomer's wild bootstrap swings must not drag the anchor of everyone else."""
+    from tests.leaderboard.conftest import simulate
+
+    rng = np.random.default_rng(8)
+    settled = simulate(rng, np.array([0.0, 0.3, 0.6, 0.9, 1.2]), 4000)
+    names = (*settled.names, "newcomer") if settled.names else tuple(f"m{k}" for k in range(6))
+    newcomer_a = np.array([5] * 9)
+    newcomer_b = np.arange(9) % 5
+    newcomer_o = np.array([0] * 8 + [1])  # 8 wins, 1 loss
+    joined = R.Battles(
+        tuple(names),
+        np.r_[settled.model_a, newcomer_a],
+        np.r_[settled.model_b, newcomer_b],
+        np.r_[settled.outcome, newcomer_o],
+    )
+    alone = R.compute_leaderboard(settled, rounds=300, rng=np.random.default_rng(1))
+    together = R.compute_leaderboard(joined, rounds=300, rng=np.random.default_rng(1))
+    width_alone = {r.model: r.upper - r.lower for r in alone.rows}
+    width_together = {r.model: r.upper - r.lower for r in together.rows}
+    for model, width in width_alone.items():
+        # Within 25%: the newcomer adds a little real uncertainty to the anchor, no more.
+        assert width_together[model] < 1.25 * width, (model, width, width_together[model])
