@@ -17,6 +17,15 @@ class LeaderboardSnapshot(models.Model):
     duration_ms = models.PositiveIntegerField(default=0)
     # {category: {"n_battles", "rows": [...], "style_rows": [...], "style": [...], ...}}
     results = models.JSONField()
+    # Per-language categories ("lang:en", ...), found in the votes at snapshot time; same shape
+    # as `results`. Kept apart because the configured categories are `results`' keys.
+    language_results = models.JSONField(default=dict)
+    # Transparency and model cards: {"votes": {"valid", "excluded": {reason: n}}, "models":
+    # {name: {"battles", "share", "first_battle", "last_battle"}}, "head_to_head": {...}}.
+    details = models.JSONField(default=dict)
+    # Compact rows for the rating-history plot: {"overall": [[model, rating, lower, upper]]}, so
+    # a page reads many past snapshots without their large `results`.
+    history = models.JSONField(default=dict)
 
     class Meta:
         ordering = ["-created_at", "-id"]

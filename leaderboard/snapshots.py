@@ -11,12 +11,19 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db.models import Count, Max, Min, QuerySet
 
+from arena.models import Vote
 from leaderboard import battles as battle_data
 from leaderboard.categories import Category
 from leaderboard.models import LeaderboardSnapshot
 from leaderboard.pairs import aggregate_counts, battle_count_matrix, win_fraction_matrix
-from leaderboard.ratings import Leaderboard, compute_leaderboard, predicted_win_matrix
+from leaderboard.ratings import (
+    ConvergenceError,
+    Leaderboard,
+    compute_leaderboard,
+    predicted_win_matrix,
+)
 
 _ENGINE_FILES = (
     "ratings.py",
@@ -39,6 +46,101 @@ def code_version() -> str:
 
 def categories() -> list[Category]:
     return [Category.from_dict(dict(c)) for c in settings.ARENA_CATEGORIES]
+
+
+# Below this many battles in a category a model's score is shown as provisional, not a number.
+MIN_BATTLES = 30
+
+# A language becomes a category ("lang:<tag>") once it has this many valid votes.
+LANGUAGE_MIN_VOTES = 30
+
+
+def language_categories(votes: QuerySet[Vote]) -> list[Category]:
+    """One category per language tag with at least `ARENA_LEADERBOARD_LANGUAGE_MIN_VOTES` (30)
+    valid votes, most voted first."""
+    minimum = getattr(settings, "ARENA_LEADERBOARD_LANGUAGE_MIN_VOTES", LANGUAGE_MIN_VOTES)
+    rows = (
+        votes.exclude(language="")
+        .values_list("language")
+        .annotate(n=Count("id"))
+        .filter(n__gte=minimum)
+        .order_by("-n", "language")
+    )
+    return [Category(f"lang:{tag}", equals={"language": tag}) for tag, _ in rows]
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _model_details(
+    votes: QuerySet[Vote], names: list[str], index: dict[int, int]
+) -> dict[str, Any]:
+    """Per model: battles, share of all valid battles, first and last battle dates."""
+    stats: dict[str, dict[str, Any]] = {}
+    for side in ("model_a_id", "model_b_id"):
+        grouped = (
+            votes.values_list(side)
+            .annotate(n=Count("id"), first=Min("created_at"), last=Max("created_at"))
+            .order_by()
+        )
+        for model_id, n, first, last in grouped:
+            entry = stats.setdefault(names[index[model_id]], {"battles": 0, "first": first,
+                                                              "last": last})  # fmt: skip
+            entry["battles"] += n
+            entry["first"] = min(entry["first"], first)
+            entry["last"] = max(entry["last"], last)
+    total = votes.count()
+    return {
+        name: {
+            "battles": entry["battles"],
+            # A battle has two sides, so the shares of all models sum to 2.
+            "share": round(entry["battles"] / total, 6) if total else 0.0,
+            "first_battle": _iso(entry["first"]),
+            "last_battle": _iso(entry["last"]),
+        }
+        for name, entry in sorted(stats.items())
+    }
+
+
+def _head_to_head(data: battle_data.Battles) -> dict[str, Any]:
+    """Every pair that met: [i, j, wins of i, wins of j, ties (both-bad included)], i < j."""
+    counts = aggregate_counts(data.model_a, data.model_b, data.outcome, len(data.names))
+    pairs: dict[tuple[int, int], list[int]] = {}
+    for i, j, outcome, n in zip(
+        counts.i.tolist(),
+        counts.j.tolist(),
+        counts.outcome.tolist(),
+        counts.count.tolist(),
+        strict=True,
+    ):
+        pairs.setdefault((i, j), [0, 0, 0])[min(int(outcome), 2)] += int(n)
+    return {
+        "models": list(data.names),
+        "pairs": [[i, j, *record] for (i, j), record in sorted(pairs.items())],
+    }
+
+
+def _excluded_votes() -> dict[str, int]:
+    rows = (
+        Vote.objects.filter(is_valid=False)
+        .values_list("invalid_reason")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    excluded: dict[str, int] = {}
+    for reason, n in rows:
+        key = reason or "unspecified"
+        excluded[key] = excluded.get(key, 0) + n
+    return dict(sorted(excluded.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _history(result: dict[str, Any]) -> list[list[Any]]:
+    return [
+        [row["model"], row["rating"], row["lower"], row["upper"]]
+        for row in result.get("rows", [])
+        if row["rating"] is not None
+    ]
 
 
 def _number(value: float) -> float | None:
@@ -81,14 +183,21 @@ def _category_result(
         rng=np.random.default_rng(seed),
     )
     result: dict[str, Any] = {"n_battles": board.n_battles, "rows": _rows(board)}
+    style_board = None
     if styled is not None and len(styled):
-        style_board = compute_leaderboard(
-            styled,
-            method="bt",
-            ci="sandwich",
-            style_control=True,
-            confidence=params["confidence"],
-        )
+        try:
+            style_board = compute_leaderboard(
+                styled,
+                method="bt",
+                ci="sandwich",
+                style_control=True,
+                confidence=params["confidence"],
+            )
+        except (np.linalg.LinAlgError, ConvergenceError) as error:
+            # E.g. a style feature that never varies in this category (no answer used a
+            # header): the category keeps its plain ratings and says why style control is off.
+            result["style_error"] = f"style control could not be fitted: {error}"
+    if style_board is not None:
         result["style_rows"] = _rows(style_board)
         result["style"] = [
             {"name": c.name, "value": _number(c.value), "lower": _number(c.lower),
@@ -107,6 +216,14 @@ def _category_result(
             "predicted": _matrix(predicted_win_matrix(board.theta)[np.ix_(order, order)]),
         }
     return result
+
+
+def category_result(
+    data: battle_data.Battles, *, style_control: bool, params: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """One category's stored result from battle arrays (style counts needed for style control);
+    for snapshots built from generated or imported arrays rather than from stored votes."""
+    return _category_result(data, data if style_control else None, params, seed)
 
 
 def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot | None:
@@ -129,14 +246,27 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
     params["seed"] = seed
     names, index = battle_data.model_names()
     votes = battle_data.valid_votes()
-    results: dict[str, Any] = {}
-    for category in categories():
-        subset = votes.filter(battle_data.category_filter(category))
-        data = battle_data.battles_aggregated(subset, names, index)
+    everything = battle_data.battles_aggregated(votes, names, index)
+
+    def compute(category: Category) -> dict[str, Any]:
+        condition = battle_data.category_filter(category)
+        subset = votes.filter(condition)
+        # A category without conditions is every valid vote, already aggregated.
+        data = battle_data.battles_aggregated(subset, names, index) if condition else everything
         styled = None
         if params["style_control"]:
             styled = battle_data.battles_with_style(subset, names, index)
-        results[category.name] = _category_result(data, styled, params, seed)
+        return _category_result(data, styled, params, seed)
+
+    results = {category.name: compute(category) for category in categories()}
+    language_results = {c.name: compute(c) for c in language_categories(votes)}
+    overall = results.get("overall") or next(iter(results.values()), {})
+    details = {
+        "votes": {"valid": n_battles, "excluded": _excluded_votes()},
+        "models": _model_details(votes, names, index),
+        "head_to_head": _head_to_head(everything),
+        "min_battles": MIN_BATTLES,
+    }
     return LeaderboardSnapshot.objects.create(
         method="bt",
         params=params,
@@ -145,4 +275,7 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
         code_version=code_version(),
         duration_ms=int((time.monotonic() - started) * 1000),
         results=results,
+        language_results=language_results,
+        details=details,
+        history={"overall": _history(overall)},
     )

@@ -3,68 +3,133 @@
 from __future__ import annotations
 
 import csv
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
 from arena.api import error_response
 from arena.errors import ArenaError
+from arena.models import ArenaModel
 from leaderboard import selectors
+from leaderboard.models import LeaderboardSnapshot
 
+# Existing columns first, in their order; new ones are only ever appended.
 CSV_FIELDS = [
     "rank", "model", "display_name", "rating", "lower", "upper", "battles", "organization",
-    "license", "rank_plain", "rank_style_control",
+    "license", "rank_plain", "rank_style_control", "status", "deprecated", "ci_plus", "ci_minus",
 ]  # fmt: skip
+NO_SNAPSHOT = "No leaderboard yet: no snapshot was computed."
+
+
+def _flag(request: HttpRequest, name: str) -> bool:
+    return request.GET.get(name, "").lower() in ("1", "true", "yes", "on")
 
 
 def _options(request: HttpRequest) -> tuple[str, bool]:
-    category = request.GET.get("category") or "overall"
-    style = request.GET.get("style_control", "").lower() in ("1", "true", "yes", "on")
-    return category, style
+    return request.GET.get("category") or "overall", _flag(request, "style_control")
+
+
+def _not_found_page(request: HttpRequest, message: str) -> HttpResponse:
+    return render(request, "error.html", {"status": 404, "message": message}, status=404)
 
 
 @require_GET
 def leaderboard_page(request: HttpRequest) -> HttpResponse:
-    snapshot = selectors.snapshot_latest()
     category, style = _options(request)
-    context: dict[str, object] = {"snapshot": snapshot, "category": category, "style": style}
-    if snapshot is not None:
-        try:
-            context["rows"] = selectors.leaderboard_table(
-                snapshot, category=category, style_control=style
-            )
-        except ArenaError as error:
-            return render(
-                request, "error.html", {"status": 404, "message": error.message}, status=404
-            )
-        context["categories"] = list(snapshot.results)
-        context["n_battles"] = snapshot.results[category]["n_battles"]
-    return render(request, "leaderboard/leaderboard.html", context)
-
-
-def _table_or_error(request: HttpRequest) -> tuple[dict[str, object] | None, HttpResponse | None]:
+    show_all = _flag(request, "show_deprecated")
     snapshot = selectors.snapshot_latest()
     if snapshot is None:
-        return None, JsonResponse(
-            {"error": "No leaderboard yet: no snapshot was computed."}, status=404
-        )
-    category, style = _options(request)
+        return render(request, "leaderboard/leaderboard.html", {"board": ""})
+    payload = selectors.snapshot_payload(snapshot)
+    models = selectors.registry()
+    # The board depends only on the snapshot (immutable), the options and the registry's display
+    # facts: render it once and keep it with the snapshot, so a page costs no template work.
+    key = ("board", category, style, show_all, selectors.registry_fingerprint(models))
+    board = payload.memo.get(key)
+    if board is None:
+        try:
+            context = _board_context(snapshot, payload, models, category, style, show_all)
+        except ArenaError as error:
+            return _not_found_page(request, error.message)
+        board = render_to_string("leaderboard/_board.html", context)
+        selectors.memo_put(payload, key, board)
+    return render(request, "leaderboard/leaderboard.html", {"board": mark_safe(board)})
+
+
+def _board_context(
+    snapshot: LeaderboardSnapshot,
+    payload: selectors.Payload,
+    models: dict[str, ArenaModel],
+    category: str,
+    style: bool,
+    show_all: bool,
+) -> dict[str, Any]:
+    rows = selectors.table_rows(payload, models, category=category, style_control=style)
+    shown = rows if show_all else [r for r in rows if not r["deprecated"]]
+    svgs = selectors.leaderboard_plots(payload, shown, category=category, style_control=style)
+    result = payload.results[category]
+    return {
+        "snapshot": snapshot,
+        "category": category,
+        "category_label": selectors.category_label(category),
+        "style": style,
+        "show_all": show_all,
+        "rows": shown,
+        "hidden": len(rows) - len(shown),
+        "rated": sum(r["status"] == "rated" for r in shown),
+        "meta": selectors.leaderboard_meta(
+            snapshot, payload, category=category, style_control=style
+        ),
+        # The SVG builders escape every text they draw.
+        "plots": {name: mark_safe(svg) for name, svg in svgs.items()},
+        "categories": [(c, selectors.category_label(c)) for c in payload.results],
+        "descriptions": selectors.category_descriptions(payload),
+        "excluded": payload.details.get("votes", {}).get("excluded", {}),
+        "sampling": selectors.sampling_rows(payload, models),
+        "min_battles": selectors.MIN_BATTLES,
+        "n_battles": result["n_battles"],
+        "has_style": bool(result.get("style_rows")),
+        "style_coefficients": result.get("style", []),
+    }
+
+
+@require_GET
+def model_page(request: HttpRequest, name: str) -> HttpResponse:
+    snapshot = selectors.snapshot_latest()
     try:
-        rows = selectors.leaderboard_table(snapshot, category=category, style_control=style)
+        card = selectors.model_card(snapshot, name)
+    except ArenaError as error:
+        return _not_found_page(request, error.message)
+    history = ""
+    if snapshot is not None:
+        payload = selectors.snapshot_payload(snapshot)
+        history = selectors.model_history_svg(payload, name, card["display_name"])
+    context = {
+        "card": card,
+        "snapshot": snapshot,
+        "history": mark_safe(history),  # the SVG builders escape all text
+        "min_battles": selectors.MIN_BATTLES,
+    }
+    return render(request, "leaderboard/model.html", context)
+
+
+def _table_or_error(request: HttpRequest) -> tuple[dict[str, Any] | None, HttpResponse | None]:
+    snapshot = selectors.snapshot_latest()
+    if snapshot is None:
+        return None, JsonResponse({"error": NO_SNAPSHOT}, status=404)
+    category, style = _options(request)
+    payload = selectors.snapshot_payload(snapshot)
+    try:
+        rows = selectors.table_rows(
+            payload, selectors.registry(), category=category, style_control=style
+        )
     except ArenaError as error:
         return None, error_response(error)
-    meta = {
-        "snapshot_id": snapshot.id,
-        "created_at": snapshot.created_at.isoformat(),
-        "method": snapshot.method,
-        "params": snapshot.params,
-        "code_version": snapshot.code_version,
-        "category": category,
-        "style_control": style,
-        "valid_votes": snapshot.results[category]["n_battles"],
-        "categories": list(snapshot.results),
-    }
+    meta = selectors.leaderboard_meta(snapshot, payload, category=category, style_control=style)
     return {"meta": meta, "rows": rows}, None
 
 
@@ -84,5 +149,17 @@ def api_leaderboard_csv(request: HttpRequest) -> HttpResponse:
     reply["Content-Disposition"] = 'attachment; filename="leaderboard.csv"'
     writer = csv.DictWriter(reply, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(data["rows"])  # type: ignore[arg-type]
+    writer.writerows(data["rows"])
     return reply
+
+
+@require_GET
+def api_model(request: HttpRequest, name: str) -> HttpResponse:
+    snapshot = selectors.snapshot_latest()
+    try:
+        card = selectors.model_card(snapshot, name)
+    except ArenaError as error:
+        return error_response(error)
+    card["snapshot_id"] = snapshot.id if snapshot else None
+    card["snapshot_created_at"] = snapshot.created_at.isoformat() if snapshot else None
+    return JsonResponse(card)

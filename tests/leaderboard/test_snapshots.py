@@ -169,3 +169,66 @@ def test_leaderboard_page_queries_are_bounded(votes: list[Vote], client: Client,
     # Session, snapshot, the registry join and the demo banner: independent of the vote count.
     with django_assert_max_num_queries(5):
         assert client.get("/leaderboard").status_code == 200
+
+
+# --- what the pages read besides the ratings (languages, model details, history) -----------
+
+
+def test_languages_with_enough_votes_are_stored_as_their_own_categories(
+    votes: list[Vote],
+) -> None:
+    snapshot = leaderboard_snapshot_create()
+    assert snapshot is not None
+    assert list(snapshot.language_results) == ["lang:en", "lang:de"]  # most voted first
+    assert (
+        snapshot.language_results["lang:en"]["n_battles"]
+        == snapshot.results["english"]["n_battles"]
+    )
+    assert snapshot.language_results["lang:de"]["n_battles"] == sum(
+        v.language == "de" for v in votes
+    )
+
+
+def test_details_count_each_models_battles_dates_and_head_to_head(votes: list[Vote]) -> None:
+    Vote.objects.filter(id__in=[votes[0].id, votes[1].id]).update(
+        is_valid=False, invalid_reason="identity leak"
+    )
+    snapshot = leaderboard_snapshot_create()
+    assert snapshot is not None
+    valid = votes[2:]
+    assert snapshot.details["votes"] == {"valid": 398, "excluded": {"identity leak": 2}}
+    m0 = [v for v in valid if "m0" in (v.model_a.name, v.model_b.name)]
+    stats = snapshot.details["models"]["m0"]
+    assert stats["battles"] == len(m0)
+    assert stats["share"] == pytest.approx(len(m0) / 398, abs=1e-6)
+    assert sum(s["share"] for s in snapshot.details["models"].values()) == pytest.approx(2)
+    assert stats["first_battle"] == min(v.created_at for v in m0).isoformat()
+    h2h = snapshot.details["head_to_head"]
+    names = h2h["models"]
+    for i, j, wins_i, wins_j, ties in h2h["pairs"]:
+        pair = [v for v in valid if {v.model_a.name, v.model_b.name} == {names[i], names[j]}]
+        won_by_i = sum(
+            (v.outcome == "model_a" and v.model_a.name == names[i])
+            or (v.outcome == "model_b" and v.model_b.name == names[i])
+            for v in pair
+        )
+        assert (wins_i, wins_i + wins_j + ties) == (won_by_i, len(pair))
+
+
+def test_history_keeps_the_overall_ratings_compactly(votes: list[Vote]) -> None:
+    snapshot = leaderboard_snapshot_create()
+    assert snapshot is not None
+    overall = snapshot.results["overall"]["rows"]
+    assert snapshot.history["overall"] == [
+        [r["model"], r["rating"], r["lower"], r["upper"]] for r in overall
+    ]
+
+
+def test_a_style_fit_that_cannot_be_done_keeps_the_plain_ratings(votes: list[Vote]) -> None:
+    # Every answer equally styled: the style features never differ, so the style fit is singular.
+    Vote.objects.update(tokens_a=100, tokens_b=100, style_a={}, style_b={})
+    snapshot = leaderboard_snapshot_create()
+    assert snapshot is not None
+    overall = snapshot.results["overall"]
+    assert len(overall["rows"]) == 4 and "style_rows" not in overall
+    assert overall["style_error"].startswith("style control could not be fitted")
