@@ -177,6 +177,8 @@ class _Store:
                     "enabled": False,
                     "in_registry": False,
                     "sampling_weight": 0.0,
+                    # Shown on the leaderboard (not as deprecated), never drawn into battles.
+                    "options": {"imported": self.source},
                 },
             )
             self.models[name] = model.id

@@ -30,7 +30,7 @@ HEATMAP_MODELS = 16
 RATINGS_PLOT_MODELS = 40
 _REGISTRY_FIELDS = (
     "name", "display_name", "organization", "license", "description", "enabled", "in_registry",
-    "healthy", "sampling_weight",
+    "healthy", "sampling_weight", "options",
 )  # fmt: skip
 
 
@@ -105,7 +105,9 @@ def registry() -> dict[str, ArenaModel]:
 
 def registry_fingerprint(models: dict[str, ArenaModel]) -> int:
     """Changes whenever anything the leaderboard shows about a registry model changes."""
-    return hash(tuple(tuple(getattr(m, f) for f in _REGISTRY_FIELDS) for m in models.values()))
+    return hash(
+        tuple(tuple(repr(getattr(m, f)) for f in _REGISTRY_FIELDS) for m in models.values())
+    )
 
 
 # Rendered boards and plots kept per snapshot; a bound, since options multiply.
@@ -119,7 +121,10 @@ def memo_put(payload: Payload, key: Any, value: Any) -> None:
 
 
 def is_deprecated(model: ArenaModel | None) -> bool:
-    """Disabled, or gone from models.toml (or gone from the database altogether)."""
+    """Disabled, or gone from models.toml (or gone from the database altogether). Models that
+    came with an imported battle log are not: they never fought here, but their record counts."""
+    if model is not None and model.options.get("imported"):
+        return False
     return model is None or not model.enabled or not model.in_registry
 
 

@@ -260,3 +260,17 @@ def test_a_strict_import_keeps_the_records_before_the_bad_one(db: None, tmp_path
     path.write_text(json.dumps([*records[:3], lmsys_record(9, "tie")]))
     result = battles_import(path=path)
     assert (result.created, result.already_present) == (1, 3)
+
+
+def test_an_imported_log_shows_on_the_leaderboard_without_the_deprecated_toggle(
+    db: None, client: Any
+) -> None:
+    from leaderboard.snapshots import leaderboard_snapshot_create
+
+    battles_import(path=refdata_dir() / REFERENCE)
+    leaderboard_snapshot_create()
+    rows = client.get("/api/leaderboard").json()["rows"]
+    assert len(rows) == 13 and not any(row["deprecated"] for row in rows)
+    page = client.get("/leaderboard")
+    assert page.status_code == 200
+    assert b"imagenhub_PlayGroundV2_generation" in page.content
