@@ -626,7 +626,10 @@ def compute_leaderboard(
             theta_to_rating(upper),
         )
     ranks = np.zeros(n, dtype=np.int64)
-    ranks[rated] = ranks_from_intervals(lower[rated], upper[rated])
+    # Models of groups that never met cannot outrank each other: ranks count within a group.
+    for group in np.unique(st.component[rated]):
+        members = rated & (st.component == group)
+        ranks[members] = ranks_from_intervals(lower[members], upper[members])
     order = sorted(
         np.flatnonzero(played > 0),
         key=lambda m: (not rated[m], -ratings[m] if rated[m] else 0.0, battles.names[m]),

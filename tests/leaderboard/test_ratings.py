@@ -507,3 +507,23 @@ def test_a_model_with_few_battles_does_not_widen_the_others_intervals() -> None:
     for model, width in width_alone.items():
         # Within 25%: the newcomer adds a little real uncertainty to the anchor, no more.
         assert width_together[model] < 1.25 * width, (model, width, width_together[model])
+
+
+def test_ranks_count_only_models_of_the_same_group() -> None:
+    """Two groups that never met each have their own rank 1."""
+    from tests.leaderboard.conftest import simulate
+
+    rng = np.random.default_rng(4)
+    first = simulate(rng, np.array([0.0, 1.0, 2.0]), 3000)
+    second = simulate(rng, np.array([0.0, 1.0, 2.0]), 3000)
+    joined = R.Battles(
+        tuple(f"m{k}" for k in range(6)),
+        np.r_[first.model_a, second.model_a + 3],
+        np.r_[first.model_b, second.model_b + 3],
+        np.r_[first.outcome, second.outcome],
+    )
+    board = R.compute_leaderboard(joined, ci="sandwich")
+    ranks = {row.model: row.rank for row in board.rows}
+    assert board.n_components == 2
+    assert (ranks["m2"], ranks["m5"]) == (1, 1)
+    assert (ranks["m0"], ranks["m3"]) == (3, 3)
