@@ -591,7 +591,14 @@ def compute_leaderboard(
     else:
         rated = st.identifiable if l2 == 0 else played > 0
         sub, index = counts.restrict(rated)
-        if style_control:
+        if not sub.count.any():
+            # No battle among rateable models yet (a new arena's first votes): nothing to fit.
+            rated = np.zeros(n, dtype=bool)
+            sub, index = counts.restrict(rated)
+        if index.size == 0:
+            # Nothing is rateable yet (e.g. every model so far only won or only lost).
+            th = lo = up = np.zeros(0)
+        elif style_control:
             # style builds on this module's helpers, so it is imported here to avoid a cycle.
             from leaderboard.style import style_leaderboard_fit
 

@@ -527,3 +527,21 @@ def test_ranks_count_only_models_of_the_same_group() -> None:
     assert board.n_components == 2
     assert (ranks["m2"], ranks["m5"]) == (1, 1)
     assert (ranks["m0"], ranks["m3"]) == (3, 3)
+
+
+@pytest.mark.parametrize("style_control", [False, True])
+def test_no_rateable_model_gives_an_empty_board_not_a_crash(style_control: bool) -> None:
+    """Two first votes of a new arena: A beat B, C beat D; nobody is rateable yet."""
+    battles = R.Battles(
+        ("a", "b", "c", "d"),
+        np.array([0, 2]),
+        np.array([1, 3]),
+        np.array([0, 0]),
+        style_a=np.ones((2, 4)),
+        style_b=np.ones((2, 4)),
+        style_names=("tokens", "headers", "lists", "bold"),
+    )
+    board = R.compute_leaderboard(
+        battles, rng=np.random.default_rng(0), rounds=20, style_control=style_control
+    )
+    assert [row.rank for row in board.rows] == [None] * 4
