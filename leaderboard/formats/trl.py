@@ -43,14 +43,22 @@ def _with_margin(record: dict[str, object], options: Options) -> Records:
     return [record]
 
 
-def _dpo_convert(row: Row, options: Options) -> Records | str:
+def _ranked(row: Row) -> tuple[list[dict[str, str]], list[dict[str, str]]] | str:
+    """The winner's and the loser's conversations, or why the row is skipped."""
     if not has_text(row):
         return SKIP_NO_TEXT
     sides = winner_loser(row)
     if isinstance(sides, str):
         return sides
     conv = {"a": messages(row["conversation_a"]), "b": messages(row["conversation_b"])}
-    win, lose = conv[sides[0]], conv[sides[1]]
+    return conv[sides[0]], conv[sides[1]]
+
+
+def _dpo_convert(row: Row, options: Options) -> Records | str:
+    ranked = _ranked(row)
+    if isinstance(ranked, str):
+        return ranked
+    win, lose = ranked
     # Only when everything before the last answer is the same on both sides is there one prompt.
     if win[:-1] != lose[:-1] or win[-1]["role"] != "assistant" or lose[-1]["role"] != "assistant":
         return SKIP_MULTI_TURN
@@ -58,13 +66,10 @@ def _dpo_convert(row: Row, options: Options) -> Records | str:
 
 
 def _reward_convert(row: Row, options: Options) -> Records | str:
-    if not has_text(row):
-        return SKIP_NO_TEXT
-    sides = winner_loser(row)
-    if isinstance(sides, str):
-        return sides
-    conv = {"a": messages(row["conversation_a"]), "b": messages(row["conversation_b"])}
-    return _with_margin({"chosen": conv[sides[0]], "rejected": conv[sides[1]]}, options)
+    ranked = _ranked(row)
+    if isinstance(ranked, str):
+        return ranked
+    return _with_margin({"chosen": ranked[0], "rejected": ranked[1]}, options)
 
 
 DPO = RecordFormat(
