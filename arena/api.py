@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import wraps
 from typing import Any
 
@@ -17,6 +20,7 @@ import redis
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
@@ -26,6 +30,7 @@ from arena.models import Battle, Response, ResponseStatus
 from arena.visitors import ip_hash, visitor_id
 
 View = Callable[..., HttpResponse]
+AsyncView = Callable[..., Awaitable[HttpResponse]]
 
 
 def error_response(error: ArenaError) -> JsonResponse:
@@ -35,12 +40,47 @@ def error_response(error: ArenaError) -> JsonResponse:
     return reply
 
 
-def json_api(*, methods: tuple[str, ...]) -> Callable[[View], View]:
-    """Allow `methods`, and turn domain errors into 4xx replies that carry the message."""
+@functools.cache
+def _api_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(settings.ARENA_API_THREADS, thread_name_prefix="arena-api")
 
-    def decorate(view: View) -> View:
+
+def off_loop(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Run short sync domain code (database, Redis) for an async view on the API's thread pool.
+
+    Under ASGI a sync view runs on Django's single thread-sensitive thread, shared by every
+    request of the process: at 50 battles a second the requests queue behind one another there.
+    The pool's threads each keep a database connection, checked and recycled around every call
+    as Django does around a request. With ARENA_API_THREADS=0 the code runs on that one thread,
+    like a sync view (the in-process test client needs it: it shares the test's transaction).
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        if settings.ARENA_API_THREADS == 0:
+            return await sync_to_async(function, thread_sensitive=True)(*args, **kwargs)
+        return await sync_to_async(call, thread_sensitive=False, executor=_api_executor())(
+            *args, **kwargs
+        )
+
+    return run
+
+
+def json_api(*, methods: tuple[str, ...]) -> Callable[[View], AsyncView]:
+    """Allow `methods`, run the view off the event loop (see `off_loop`), and turn domain
+    errors into 4xx replies that carry the message."""
+
+    def decorate(view: View) -> AsyncView:
+        run = off_loop(view)
+
         @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
                 reply = JsonResponse(
                     {"error": f"Use {' or '.join(methods)} here, not {request.method}."},
@@ -49,9 +89,10 @@ def json_api(*, methods: tuple[str, ...]) -> Callable[[View], View]:
                 reply["Allow"] = ", ".join(methods)
                 return reply
             try:
-                return view(request, *args, **kwargs)
+                response: HttpResponse = await run(request, *args, **kwargs)
             except ArenaError as error:
                 return error_response(error)
+            return response
 
         return wrapper
 
@@ -126,13 +167,6 @@ def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def _db(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a short read-only database function from the SSE view off the thread-sensitive
-    executor: under ASGI that one thread also runs every sync view, and hundreds of open streams
-    must not queue behind it. Each of the pool's few threads keeps its own connection."""
-    return sync_to_async(function, thread_sensitive=False)
-
-
 def _stream_setup(request: HttpRequest, battle_id: str) -> dict[str, Response]:
     battle = _battle(request, battle_id)
     turn = battle.turns.order_by("-index").first()
@@ -162,7 +196,7 @@ async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
     Where a side's Redis stream has expired, its stored text comes as one `snapshot` event.
     """
     try:
-        responses = await _db(_stream_setup)(request, battle_id)
+        responses = await off_loop(_stream_setup)(request, battle_id)
     except ArenaError as error:
         return error_response(error)
     last_event_id = request.headers.get("Last-Event-ID") or request.GET.get("last_event_id")
@@ -175,6 +209,27 @@ async def battle_stream(request: HttpRequest, battle_id: str) -> HttpResponse:
     return reply
 
 
+# One connection pool per event loop (one per uvicorn process): a stream borrows a connection
+# instead of opening its own, which spares a TCP handshake and a Redis client setup per visitor.
+_stream_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.ConnectionPool] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _stream_pool() -> aioredis.ConnectionPool:
+    loop = asyncio.get_running_loop()
+    pool = _stream_pools.get(loop)
+    if pool is None:
+        # The socket must outwait a blocking XREAD; the default timeout would cut it short.
+        pool = aioredis.ConnectionPool.from_url(
+            settings.REDIS_URL,
+            decode_responses=True,
+            socket_timeout=settings.ARENA_SSE_KEEPALIVE_SECONDS + 10,
+        )
+        _stream_pools[loop] = pool
+    return pool
+
+
 def _key(response: Response) -> str:
     return streams.stream_key(response.turn.battle_id, response.id)
 
@@ -183,10 +238,7 @@ async def _stream_events(
     responses: dict[str, Response], cursors: dict[str, streams.Cursor]
 ) -> AsyncIterator[str]:
     keepalive_s = settings.ARENA_SSE_KEEPALIVE_SECONDS
-    # The socket must outwait a blocking XREAD; the default timeout would cut it short.
-    client = aioredis.Redis.from_url(
-        settings.REDIS_URL, decode_responses=True, socket_timeout=keepalive_s + 10
-    )
+    client = aioredis.Redis(connection_pool=_stream_pool())
     open_sides = set(responses)
     by_key = {_key(r): side for side, r in responses.items()}
     quiet = False
@@ -246,7 +298,7 @@ async def _sides_ended(
     ]
     if not candidates:
         return {}
-    fresh = await _db(_responses_refresh)([responses[side].id for side in candidates])
+    fresh = await off_loop(_responses_refresh)([responses[side].id for side in candidates])
     return {
         side: fresh[responses[side].id] for side in candidates if fresh[responses[side].id].is_final
     }

@@ -27,6 +27,12 @@ class Conflict(ArenaError):
     status = 409
 
 
+class Refused(ArenaError):
+    """The text is well formed, but moderation does not let it through."""
+
+    status = 422
+
+
 class Unavailable(ArenaError):
     status = 503
 

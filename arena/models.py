@@ -79,6 +79,10 @@ class Battle(models.Model):
     ip_hash = models.CharField(max_length=64, blank=True)
     # A default, not auto_now_add: imported battles keep their original time.
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # What the moderation checker flagged in this battle (see arena/moderation.py): a list of
+    # {"kind": "prompt" | "answer", "turn", "side", "response_id", "checker", "categories", ...}.
+    # A flagged answer makes the vote invalid; a flagged follow-up prompt was refused.
+    moderation = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -189,6 +193,10 @@ class Vote(models.Model):
     external_id = models.CharField(max_length=200, blank=True)
     # False where the names were visible when the vote was cast (imported non-anonymous battles).
     anony = models.BooleanField(default=True)
+    # A hash of the normalised first prompt (leaderboard.formats.records.prompt_hash), so that
+    # the leaderboard can count how often a prompt recurs in SQL and down-sample the most
+    # repeated ones (leaderboard/dedup.py). Empty: unknown, never down-sampled.
+    prompt_key = models.CharField(max_length=32, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from functools import partial
+from typing import Any
 
 import numpy as np
 import redis
@@ -18,8 +19,8 @@ from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from arena import anonymity, facts, selectors, streams
-from arena.errors import Conflict, InvalidInput, Unavailable
+from arena import anonymity, facts, metrics, moderation, selectors, streams
+from arena.errors import Conflict, InvalidInput, Refused, Unavailable
 from arena.models import (
     CHOICES,
     ArenaModel,
@@ -33,6 +34,7 @@ from arena.models import (
 from arena.ratelimit import ratelimit_hit
 from arena.sampling import NotEnoughModels
 from arena.sampling_plan import plan_pair_draw
+from leaderboard.formats.records import prompt_hash
 from workers import app as celery_app
 from workers.backends.base import Finish
 
@@ -63,6 +65,8 @@ def battle_create(
             (f"battle-ip-day:{ip_hash}", settings.ARENA_BATTLES_PER_IP_DAY, 86400),
         ]
     _rate_limit(limits, what="new battles")
+    # After the rate limit, so that refused prompts count too: nobody probes the checker fast.
+    _prompt_moderate(prompt, battle=None, visitor_id=visitor_id)
     pool = selectors.model_pool()
     try:
         left, right = plan_pair_draw(pool, rng or np.random.default_rng())
@@ -76,6 +80,20 @@ def battle_create(
         )
         turn = Turn.objects.create(battle=battle, index=0, prompt=prompt)
         _responses_create(battle, turn)
+    metrics.battle_started()
+    log.info(
+        "battle %s created: %s vs %s",
+        battle.id,
+        battle.model_a.name,
+        battle.model_b.name,
+        extra={
+            "event": "battle_created",
+            "battle_id": battle.id,
+            "model_a": battle.model_a.name,
+            "model_b": battle.model_b.name,
+            "prompt_chars": len(prompt),
+        },
+    )
     return battle
 
 
@@ -87,6 +105,7 @@ def _rate_limit(limits: list[tuple[str, int, int]], *, what: str) -> None:
                 streams.redis_client(), key=key, limit=limit, window_s=window_s, what=what
             )
     except redis.RedisError as exc:
+        log.warning("rate limit check failed: %r", exc)
         raise Unavailable("The arena's Redis server is unavailable; try again shortly.") from exc
 
 
@@ -112,6 +131,8 @@ def _last_turn(battle: Battle) -> tuple[Turn, dict[str, Response]]:
 def battle_continue(*, battle: Battle, visitor_id: str, prompt: object) -> Turn:
     """A follow-up: a new turn where both models continue their own conversation."""
     prompt = prompt_clean(prompt)
+    # Before the transaction: the check may wait on an HTTP endpoint, and no lock should.
+    _prompt_moderate(prompt, battle=battle, visitor_id=visitor_id)
     with transaction.atomic():
         battle = _battle_lock(battle, visitor_id)
         turn, responses = _last_turn(battle)
@@ -124,6 +145,43 @@ def battle_continue(*, battle: Battle, visitor_id: str, prompt: object) -> Turn:
         new_turn = Turn.objects.create(battle=battle, index=turn.index + 1, prompt=prompt)
         _responses_create(battle, new_turn)
     return new_turn
+
+
+def _prompt_moderate(prompt: str, *, battle: Battle | None, visitor_id: str) -> None:
+    """Refuse a prompt that moderation flags; a follow-up's flag is kept on its battle."""
+    verdict = moderation.moderation_check(prompt, what="prompt")
+    if not verdict.flagged:
+        return
+    if battle is not None:
+        battle_moderation_flag(
+            battle_id=battle.id,
+            flag=verdict.as_flag(
+                kind="prompt", at=timezone.now().isoformat(), excerpt=prompt[:200]
+            ),
+        )
+    else:
+        # No battle exists to keep it on; the log has who and why, not the prompt.
+        log.warning(
+            "moderation refused a new battle's prompt (visitor %s, %s: %s)",
+            visitor_id,
+            verdict.checker,
+            ", ".join(verdict.categories),
+        )
+    if verdict.error:
+        raise Unavailable("Prompts cannot be checked right now; try again shortly.")
+    detail = f" ({', '.join(verdict.categories)})" if verdict.categories else ""
+    raise Refused(
+        f"This prompt was refused by the arena's content rules{detail}. Rephrase it and try again."
+    )
+
+
+def battle_moderation_flag(*, battle_id: str, flag: dict[str, Any]) -> None:
+    """Add one moderation flag to the battle's record."""
+    with transaction.atomic():
+        # Under a row lock: both sides' workers may flag the same battle at the same moment.
+        battle = Battle.objects.select_for_update().only("id", "moderation").get(id=battle_id)
+        battle.moderation = [*battle.moderation, flag]
+        battle.save(update_fields=["moderation"])
 
 
 def battle_regenerate(*, battle: Battle, visitor_id: str) -> Turn:
@@ -158,12 +216,17 @@ def _generation_enqueue(response_id: int, queue: str) -> None:
         celery_app.send_task("workers.tasks.generate", args=[response_id], queue=queue)
     except (BrokerError, redis.RedisError) as exc:
         log.error("enqueue failed for response %s: %s", response_id, exc)
-        response_fail(response_id=response_id, error=f"could not enqueue the generation: {exc}")
+        response_fail(
+            response_id=response_id,
+            error=f"could not enqueue the generation: {exc}",
+            cause="enqueue",
+        )
 
 
 def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:
     """Store the visitor's verdict with everything the leaderboard and datasets need."""
-    if choice not in CHOICES:
+    # A string first: `[] in CHOICES` would raise (a list is unhashable) and answer 500.
+    if not isinstance(choice, str) or choice not in CHOICES:
         raise InvalidInput(f"Vote with one of: {', '.join(CHOICES)} (got {choice!r}).")
     _rate_limit([(f"vote:{visitor_id}", settings.ARENA_VOTES_PER_MINUTE, 60)], what="votes")
     with transaction.atomic():
@@ -196,11 +259,34 @@ def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:
                 style_a=facts.conversation_style(conversation_a),
                 style_b=facts.conversation_style(conversation_b),
                 battle_started_at=battle.created_at,
+                prompt_key=prompt_hash(
+                    {
+                        "battle_id": battle.id,
+                        "external_id": "",
+                        "conversation_a": conversation_a,
+                        "conversation_b": conversation_b,
+                    }
+                ),
                 is_valid=invalid_reason is None,
                 invalid_reason=invalid_reason or "",
             )
         except IntegrityError:
             raise Conflict("This battle already has a vote.") from None
+    metrics.vote_recorded(outcome=vote.outcome, valid=vote.is_valid)
+    log.info(
+        "vote on battle %s: %s (%s)",
+        battle.id,
+        vote.outcome,
+        "counts" if vote.is_valid else f"does not count: {vote.invalid_reason}",
+        extra={
+            "event": "vote_recorded",
+            "battle_id": battle.id,
+            "vote_id": vote.id,
+            "outcome": vote.outcome,
+            "valid": vote.is_valid,
+            "invalid_reason": vote.invalid_reason,
+        },
+    )
     return vote
 
 
@@ -222,6 +308,16 @@ def vote_invalid_reason(
             extra=model.options.get("identity_terms", []),
         )
     ]
+    # First: a vote on answers that moderation flagged must not enter a dataset, whatever else
+    # is wrong with it, and the export's "exclude moderated" looks for this reason.
+    judged = {r.id for _, pair in responses for r in pair.values()}
+    flags = [
+        flag
+        for flag in battle.moderation
+        if flag.get("kind") == "answer" and flag.get("response_id") in judged
+    ]
+    if flags:
+        return moderation.vote_reason(flags)
     leak = anonymity.leak_reason(prompts=prompts, answers=answers, terms=terms)
     if leak:
         return leak
@@ -241,38 +337,95 @@ def response_claim(*, response_id: int) -> Response | None:
     if claimed != 1:
         # Nothing updated: another worker claimed it first, or it already ended.
         return None
-    return Response.objects.select_related("model", "turn__battle").get(id=response_id)
+    response = Response.objects.select_related("model", "turn__battle").get(id=response_id)
+    assert response.started_at is not None
+    queued_ms = int((response.started_at - response.created_at).total_seconds() * 1000)
+    metrics.response_claimed(model=response.model.name, waited_s=queued_ms / 1000)
+    log.info(
+        "response %s claimed after %s ms in the queue",
+        response.id,
+        queued_ms,
+        extra={
+            "event": "response_claimed",
+            "battle_id": response.turn.battle_id,
+            "response_id": response.id,
+            "model": response.model.name,
+            "queued_ms": queued_ms,
+        },
+    )
+    return response
 
 
 def response_complete(
     *, response: Response, text: str, finish: Finish, ttft_ms: int | None, latency_ms: int
 ) -> bool:
-    """Store the answer; False if the response had been failed meanwhile (by the reaper)."""
-    return (
-        Response.objects.filter(id=response.id, status=ResponseStatus.STREAMING).update(
-            status=ResponseStatus.DONE,
-            text=text,
-            finish_reason=finish.finish_reason,
-            prompt_tokens=finish.prompt_tokens,
-            completion_tokens=finish.completion_tokens,
-            ttft_ms=ttft_ms,
-            latency_ms=latency_ms,
-            finished_at=timezone.now(),
-        )
-        == 1
+    """Store the answer; False if the response had been failed meanwhile (by the reaper).
+
+    The answer is moderated first: a flag lands on the battle in the same transaction that
+    marks the answer done, so no vote can be cast between the two.
+    """
+    verdict = (
+        moderation.moderation_check(text, what="answer")
+        if settings.ARENA_MODERATION_ANSWERS and text
+        else moderation.CLEAN
     )
+    with transaction.atomic():
+        stored = (
+            Response.objects.filter(id=response.id, status=ResponseStatus.STREAMING).update(
+                status=ResponseStatus.DONE,
+                text=text,
+                finish_reason=finish.finish_reason,
+                prompt_tokens=finish.prompt_tokens,
+                completion_tokens=finish.completion_tokens,
+                ttft_ms=ttft_ms,
+                latency_ms=latency_ms,
+                finished_at=timezone.now(),
+            )
+            == 1
+        )
+        if stored and verdict.flagged:
+            battle_moderation_flag(
+                battle_id=response.turn.battle_id,
+                flag=verdict.as_flag(
+                    kind="answer",
+                    turn=response.turn.index,
+                    side=response.side,
+                    response_id=response.id,
+                    at=timezone.now().isoformat(),
+                ),
+            )
+    return stored
 
 
-def response_fail(*, response_id: int, error: str, text: str = "") -> bool:
-    """Mark a response failed and tell its stream's readers; False if it had already ended."""
+def response_fail(*, response_id: int, error: str, text: str = "", cause: str = "error") -> bool:
+    """Mark a response failed and tell its stream's readers; False if it had already ended.
+
+    `cause` is a short class of the failure for the metrics and logs (timeout, capacity,
+    backend_error, stream_lost, reaped, enqueue, ...); `error` is the full message.
+    """
     failed = Response.objects.filter(
         id=response_id, status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]
     ).update(
         status=ResponseStatus.FAILED, error=error[:2000], text=text, finished_at=timezone.now()
     )
     if failed:
-        side, battle_id = Response.objects.values_list("side", "turn__battle_id").get(
-            id=response_id
+        side, battle_id, model_name = Response.objects.values_list(
+            "side", "turn__battle_id", "model__name"
+        ).get(id=response_id)
+        metrics.response_failed(model=model_name, cause=cause)
+        log.warning(
+            "response %s failed (%s): %s",
+            response_id,
+            cause,
+            error[:300],
+            extra={
+                "event": "response_failed",
+                "battle_id": battle_id,
+                "response_id": response_id,
+                "model": model_name,
+                "cause": cause,
+                "error": error[:300],
+            },
         )
         try:
             writer = streams.StreamWriter(streams.redis_client(), battle_id, response_id)
@@ -296,7 +449,9 @@ def responses_reap_stuck(*, now: dt.datetime | None = None) -> list[int]:
     return [
         rid
         for rid in stuck
-        if response_fail(response_id=rid, error=f"no answer within {timeout} s (reaped)")
+        if response_fail(
+            response_id=rid, error=f"no answer within {timeout} s (reaped)", cause="reaped"
+        )
     ]
 
 
@@ -316,7 +471,13 @@ def model_health_record(*, model_id: int, ok: bool, error: str = "") -> None:
         healthy=True, consecutive_failures__gte=settings.ARENA_UNHEALTHY_AFTER
     ).update(healthy=False, health_changed_at=timezone.now())
     if went_down:
-        log.warning("model %s left the sampling pool: %s", model_id, error)
+        name = models.values_list("name", flat=True).get()
+        log.warning(
+            "model %s left the sampling pool: %s",
+            name,
+            error[:300],
+            extra={"event": "model_unhealthy", "model": name, "error": error[:300]},
+        )
 
 
 def model_health_restore(*, model_id: int) -> None:
@@ -325,4 +486,5 @@ def model_health_restore(*, model_id: int) -> None:
         healthy=True, consecutive_failures=0, health_error="", health_changed_at=timezone.now()
     )
     if restored:
-        log.info("model %s is healthy again", model_id)
+        name = ArenaModel.objects.values_list("name", flat=True).get(id=model_id)
+        log.info("model %s is healthy again", name, extra={"event": "model_healthy", "model": name})

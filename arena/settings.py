@@ -44,6 +44,24 @@ def envint(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def envfloat(
+    name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
+    """A number; "off" (or "") means 0, for settings where 0 turns a feature off."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in _FALSE:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ImproperlyConfigured(f"{name}={value} must be between {minimum} and {maximum}")
+    return value
+
+
 def envlist(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
@@ -54,7 +72,15 @@ def envlist(name: str, default: list[str]) -> list[str]:
 def envdatabase(name: str, default: str) -> dict[str, object]:
     raw = os.environ.get(name) or default
     try:
-        config: dict[str, object] = dict(dj_database_url.parse(raw, conn_max_age=0))
+        # Connections are kept (and checked before reuse): the API's thread pool and the
+        # workers would otherwise reconnect for every request and task.
+        config: dict[str, object] = dict(
+            dj_database_url.parse(
+                raw,
+                conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+                conn_health_checks=True,
+            )
+        )
     except (ValueError, KeyError) as exc:
         raise ImproperlyConfigured(f"{name}={raw!r} is not a database URL: {exc}") from None
     if config.get("ENGINE") == "django.db.backends.sqlite3":
@@ -116,6 +142,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "arena.middleware.SecurityHeadersMiddleware",
+    "arena.middleware.ApiErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -160,6 +188,15 @@ CSRF_COOKIE_SAMESITE = "Lax"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
+# Sent with every reply by arena.middleware.SecurityHeadersMiddleware. Scripts and styles come
+# from our own static files only (no inline code): answers are untrusted model output, and a
+# slip in their rendering must not become script execution. data: images are the favicon.
+ARENA_CONTENT_SECURITY_POLICY = os.environ.get(
+    "ARENA_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'",
+)
 # Production runs behind TLS; the demo (DEBUG or ARENA_DEMO) runs on plain http://localhost.
 _SECURE = envbool("ARENA_SECURE", not DEBUG and not envbool("ARENA_DEMO", False))
 SESSION_COOKIE_SECURE = _SECURE
@@ -191,6 +228,9 @@ ARENA_UNHEALTHY_AFTER = envint("ARENA_UNHEALTHY_AFTER", 3, minimum=1)
 ARENA_HEALTH_PROBE_SECONDS = envint("ARENA_HEALTH_PROBE_SECONDS", 30, minimum=1)
 # Seconds between SSE keep-alive comments.
 ARENA_SSE_KEEPALIVE_SECONDS = envint("ARENA_SSE_KEEPALIVE_SECONDS", 15, minimum=1)
+# Threads per web process that run the JSON API's database work (0: Django's one
+# thread-sensitive thread, as for a plain sync view; in-process tests use that).
+ARENA_API_THREADS = envint("ARENA_API_THREADS", 8, minimum=0)
 # Shown on every page when the registry holds the built-in demo models.
 ARENA_DEMO = envbool("ARENA_DEMO", False)
 
@@ -202,6 +242,40 @@ if ARENA_SAMPLING_POLICY not in ("weighted", "adaptive"):
         f"ARENA_SAMPLING_POLICY={ARENA_SAMPLING_POLICY!r} must be weighted or adaptive"
     )
 
+# --- Moderation (arena/moderation.py) ------------------------------------------------------------
+# Prompts and answers go through the local checker (literal words from
+# ARENA_MODERATION_BLOCKLIST, comma-separated, and lines of ARENA_MODERATION_BLOCKLIST_FILE: a
+# word per line, `re:` before a regular expression, `#` comments), and through an
+# OpenAI-compatible moderation endpoint when ARENA_MODERATION_URL is set
+# (POST {url}/v1/moderations; the API key is read from the variable that
+# ARENA_MODERATION_API_KEY_ENV names). A flagged prompt is refused; a flagged answer makes the
+# vote invalid. Where the endpoint fails (timeout, error reply), "open" lets the text through and
+# "closed" refuses the prompt (503) and treats the answer as flagged.
+ARENA_MODERATION_BLOCKLIST = envlist("ARENA_MODERATION_BLOCKLIST", [])
+ARENA_MODERATION_BLOCKLIST_FILE = os.environ.get("ARENA_MODERATION_BLOCKLIST_FILE", "")
+if ARENA_MODERATION_BLOCKLIST_FILE and not Path(ARENA_MODERATION_BLOCKLIST_FILE).is_file():
+    raise ImproperlyConfigured(
+        f"ARENA_MODERATION_BLOCKLIST_FILE={ARENA_MODERATION_BLOCKLIST_FILE!r} is not a file"
+    )
+ARENA_MODERATION_URL = os.environ.get("ARENA_MODERATION_URL", "").rstrip("/")
+if ARENA_MODERATION_URL and not ARENA_MODERATION_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"ARENA_MODERATION_URL={ARENA_MODERATION_URL!r} must start with http:// or https://"
+    )
+ARENA_MODERATION_API_KEY_ENV = os.environ.get("ARENA_MODERATION_API_KEY_ENV", "")
+if ARENA_MODERATION_API_KEY_ENV and not os.environ.get(ARENA_MODERATION_API_KEY_ENV):
+    raise ImproperlyConfigured(
+        f"ARENA_MODERATION_API_KEY_ENV names {ARENA_MODERATION_API_KEY_ENV}, which is not set"
+    )
+ARENA_MODERATION_MODEL = os.environ.get("ARENA_MODERATION_MODEL", "")
+ARENA_MODERATION_TIMEOUT_MS = envint("ARENA_MODERATION_TIMEOUT_MS", 3000, minimum=1)
+ARENA_MODERATION_FAIL = os.environ.get("ARENA_MODERATION_FAIL", "open")
+if ARENA_MODERATION_FAIL not in ("open", "closed"):
+    raise ImproperlyConfigured(
+        f"ARENA_MODERATION_FAIL={ARENA_MODERATION_FAIL!r} must be open or closed"
+    )
+ARENA_MODERATION_ANSWERS = envbool("ARENA_MODERATION_ANSWERS", True)
+
 # --- The leaderboard ---------------------------------------------------------------------------
 # Seconds between leaderboard refreshes (a refresh with no new votes computes nothing).
 ARENA_LEADERBOARD_REFRESH_SECONDS = envint("ARENA_LEADERBOARD_REFRESH_SECONDS", 60, minimum=1)
@@ -212,6 +286,19 @@ if ARENA_LEADERBOARD_CI not in ("bootstrap", "sandwich"):
         f"ARENA_LEADERBOARD_CI={ARENA_LEADERBOARD_CI!r} must be bootstrap or sandwich"
     )
 ARENA_LEADERBOARD_STYLE_CONTROL = envbool("ARENA_LEADERBOARD_STYLE_CONTROL", True)
+# Vote integrity (docs/integrity.md). A prompt that recurs more often than this percentile of
+# the prompts keeps only that many votes, drawn with ARENA_DEDUP_SEED (0 or off: keep all).
+ARENA_DEDUP_PERCENTILE = envfloat("ARENA_DEDUP_PERCENTILE", 99.9, minimum=0, maximum=100)
+ARENA_DEDUP_SEED = envint("ARENA_DEDUP_SEED", 0, minimum=0)
+# The voter anomaly detector runs before each leaderboard refresh; flagged voters' votes stop
+# counting until staff re-include them in the admin. ALPHA bounds the chance that an honest
+# voter is flagged by each sequential test; a burst is more than BURST_VOTES votes within
+# BURST_SECONDS; the side test needs SIDE_MIN_VOTES decisive votes.
+ARENA_ANOMALY_DETECTION = envbool("ARENA_ANOMALY_DETECTION", True)
+ARENA_ANOMALY_ALPHA = envfloat("ARENA_ANOMALY_ALPHA", 0.01, minimum=1e-12, maximum=0.5)
+ARENA_ANOMALY_BURST_VOTES = envint("ARENA_ANOMALY_BURST_VOTES", 30, minimum=1)
+ARENA_ANOMALY_BURST_SECONDS = envint("ARENA_ANOMALY_BURST_SECONDS", 600, minimum=1)
+ARENA_ANOMALY_SIDE_MIN_VOTES = envint("ARENA_ANOMALY_SIDE_MIN_VOTES", 20, minimum=1)
 # The categories are data: each is a subset of the valid votes (see leaderboard/categories.py).
 # Columns: language (a tag such as "en"), is_english, turns, prompt_chars, is_code, tstamp.
 ARENA_CATEGORIES: list[dict[str, object]] = [
@@ -235,6 +322,34 @@ if _categories_file:
             f"[[categories]] tables ({exc})"
         ) from None
 
+# --- Operations: health, metrics, logs (docs/deployment.md) ------------------------------------
+# Seconds between a worker's heartbeats in Redis; readers count a worker dead after 3 missed.
+ARENA_WORKER_HEARTBEAT_SECONDS = envint("ARENA_WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
+# /metrics answers a request that carries `Authorization: Bearer <ARENA_METRICS_TOKEN>`, and one
+# whose client address (as uvicorn sees it) is in ARENA_METRICS_NETWORKS (comma-separated CIDRs;
+# loopback by default, everyone in the demo; empty: the token only).
+ARENA_METRICS_TOKEN = os.environ.get("ARENA_METRICS_TOKEN", "")
+_demo_or_debug = DEBUG or envbool("ARENA_DEMO", False)
+try:
+    import ipaddress
+
+    ARENA_METRICS_NETWORKS = [
+        ipaddress.ip_network(net, strict=False)
+        for net in envlist(
+            "ARENA_METRICS_NETWORKS",
+            ["0.0.0.0/0", "::/0"] if _demo_or_debug else ["127.0.0.0/8", "::1/128"],
+        )
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"ARENA_METRICS_NETWORKS: {exc}") from None
+# Probes and scrapers inside the private network speak plain HTTP to the web processes: no
+# redirect to https for them (everything else still gets SECURE_SSL_REDIRECT).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# One JSON object per log line (production) or plain text (the default under DEBUG or the demo).
+ARENA_LOG_FORMAT = os.environ.get("ARENA_LOG_FORMAT") or ("plain" if _demo_or_debug else "json")
+if ARENA_LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"ARENA_LOG_FORMAT={ARENA_LOG_FORMAT!r} must be json or plain")
+
 # --- Celery -------------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
@@ -242,8 +357,17 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": ARENA_GENERATION_TIMEOUT_SECONDS * 2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": ARENA_GENERATION_TIMEOUT_SECONDS * 2,
+    # After Redis restarts, a worker whose connections are never PINGed can sit on a dead
+    # socket and stop consuming (celery/kombu issues 9054, 10325): PING every 10 s, TCP
+    # keep-alives, and a bounded connect.
+    "health_check_interval": 10,
+    "socket_keepalive": True,
+    "socket_connect_timeout": 5,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker outlives any Redis outage
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULE = {
@@ -265,8 +389,12 @@ CELERY_BEAT_SCHEDULE = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "arena.logs.JsonFormatter"},
+    },
+    # Web processes and Celery workers alike (workers/__init__.py keeps Celery from replacing it).
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": ARENA_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # httpx logs every request at INFO: one line per generation in a worker is noise.
     "loggers": {"django.request": {"level": "ERROR"}, "httpx": {"level": "WARNING"}},

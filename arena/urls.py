@@ -16,6 +16,8 @@ urlpatterns = [
     path("", include("leaderboard.urls")),
     path("staff/", include("leaderboard.urls_export")),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

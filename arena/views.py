@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from typing import Any
 
+import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
-from arena import selectors
+from arena import metrics, readiness, selectors
 from arena.visitors import visitor_id
 
 
@@ -54,5 +60,62 @@ def server_error(request: HttpRequest) -> HttpResponse:
     return render(request, "error.html", {"status": 500, "message": message}, status=500)
 
 
-def healthz(request: HttpRequest) -> HttpResponse:
+# --- Operations: probes and metrics (docs/deployment.md) --------------------------------------
+
+
+@never_cache
+async def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness: the process answers. Async, so a busy sync thread cannot fail the probe and
+    get a healthy process restarted; it checks no dependency (that is /readyz)."""
     return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+async def readyz(request: HttpRequest) -> HttpResponse:
+    """Readiness: the database and Redis answer (and, with ?workers=1, every enabled model's
+    queue has a live worker). 503 names what failed."""
+    checks = await readiness.readiness_checks(workers=request.GET.get("workers") == "1")
+    failing = [name for name, check in checks.items() if not check["ok"]]
+    body: dict[str, Any] = {"status": "unavailable" if failing else "ok", "checks": checks}
+    if failing:
+        body["failing"] = failing
+    return JsonResponse(body, status=503 if failing else 200)
+
+
+@never_cache
+@require_GET
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics of the whole arena (every process, every host), read from Redis."""
+    if not _metrics_allowed(request):
+        if settings.ARENA_METRICS_TOKEN:
+            reply = JsonResponse({"error": "A bearer token is required."}, status=401)
+            reply["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return reply
+        return JsonResponse({"error": "Metrics are not served to this address."}, status=403)
+    try:
+        body = await sync_to_async(_metrics_text, thread_sensitive=False)()
+    except redis.RedisError as exc:
+        return JsonResponse({"error": f"Redis is unavailable: {exc}"}, status=503)
+    return HttpResponse(body, content_type=metrics.CONTENT_TYPE)
+
+
+def _metrics_allowed(request: HttpRequest) -> bool:
+    token = settings.ARENA_METRICS_TOKEN
+    if token and hmac.compare_digest(
+        request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
+    ):
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in network for network in settings.ARENA_METRICS_NETWORKS)
+
+
+def _metrics_text() -> bytes:
+    try:
+        return metrics.metrics_exposition()
+    finally:
+        # A pool thread: no request's end closes the connection that the gauges opened.
+        connection.close()

@@ -202,15 +202,21 @@ print(json.dumps({
 """
 
 
-def worker_breakdown(env: dict[str, str], since: str) -> dict[str, object]:
-    """Medians over the level's generations: POST to claim, claim to first token, whole run."""
+def django_json(env: dict[str, str], snippet: str, *args: str) -> Any:
+    """Run `snippet` with Django set up against the stack's database (`env`); the JSON that
+    its last line of output holds. The benchmark process itself stays free of Django."""
     done = subprocess.run(
         [sys.executable, "-c", "import django, os, sys; os.environ.setdefault("
          "'DJANGO_SETTINGS_MODULE', 'arena.settings'); django.setup(); exec(sys.argv[1])",
-         _BREAKDOWN, since],
+         snippet, *args],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def worker_breakdown(env: dict[str, str], since: str) -> dict[str, object]:
+    """Medians over the level's generations: POST to claim, claim to first token, whole run."""
+    return dict(django_json(env, _BREAKDOWN, since))
 
 
 @contextmanager

@@ -48,8 +48,9 @@ from leaderboard.formats.trl import DPO, REWARD
 FORMATS: dict[str, RecordFormat] = {f.name: f for f in (ARENA, DPO, REWARD, KTO, PAIRWISE)}
 FILE_FORMATS = ("jsonl", "parquet")
 CHUNK_SIZE = 2000
-# "exclude moderated": there is no moderation flag yet; a vote excluded by moderation carries an
-# invalid_reason that starts with this.
+# "exclude moderated": a vote on answers that moderation flagged (arena/moderation.py keeps the
+# flags on the battle) carries an invalid_reason that starts with this
+# (arena.moderation.VOTE_REASON_PREFIX); imported logs may say "moderated" the same way.
 MODERATED_PREFIX = "moderat"
 _VALUES = (
     "id", "battle_id", "external_id", "model_a_id", "model_b_id", "outcome", "visitor_id",

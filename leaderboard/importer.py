@@ -28,7 +28,7 @@ from arena.models import ArenaModel, Battle, Vote
 from arena.visitors import keyed_hash
 from leaderboard.formats.arena import BattleLogError, battle_record_check, battle_records
 from leaderboard.formats.pairwise import is_pairwise, record_from_pairwise
-from leaderboard.formats.records import user_prompts
+from leaderboard.formats.records import prompt_hash, user_prompts
 
 BATCH = 500
 MAX_ERRORS_KEPT = 20
@@ -211,6 +211,10 @@ class _Store:
             anony=record["anony"],
             **self._facts(record),
         )
+        vote.prompt_key = prompt_hash(
+            {"battle_id": battle.id, "external_id": external_id,
+             "conversation_a": vote.conversation_a, "conversation_b": vote.conversation_b}
+        )  # fmt: skip
         return battle, vote
 
     def _facts(self, record: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from django.db.models import Count, Max, Min, QuerySet
 from arena.models import Vote
 from leaderboard import battles as battle_data
 from leaderboard.categories import Category
-from leaderboard.models import LeaderboardSnapshot
+from leaderboard.models import LeaderboardSnapshot, VoterFlag
 from leaderboard.pairs import aggregate_counts, battle_count_matrix, win_fraction_matrix
 from leaderboard.ratings import (
     ConvergenceError,
@@ -32,6 +32,7 @@ _ENGINE_FILES = (
     "categories.py",
     "battles.py",
     "snapshots.py",
+    "dedup.py",
 )
 
 
@@ -121,7 +122,15 @@ def _head_to_head(data: battle_data.Battles) -> dict[str, Any]:
     }
 
 
-def _excluded_votes() -> dict[str, int]:
+# How the transparency table names the votes left out by the integrity checks.
+FLAGGED_VOTER_REASON = "voter flagged by the anomaly detector"
+
+
+def downsampled_reason(percentile: float) -> str:
+    return f"prompt repeated beyond the {percentile:g}th percentile (down-sampled)"
+
+
+def _excluded_votes(downsampling: battle_data.Downsampling | None = None) -> dict[str, int]:
     rows = (
         Vote.objects.filter(is_valid=False)
         .values_list("invalid_reason")
@@ -132,6 +141,10 @@ def _excluded_votes() -> dict[str, int]:
     for reason, n in rows:
         key = reason or "unspecified"
         excluded[key] = excluded.get(key, 0) + n
+    if flagged := battle_data.excluded_voter_votes():
+        excluded[FLAGGED_VOTER_REASON] = flagged
+    if downsampling is not None and downsampling.dropped:
+        excluded[downsampled_reason(downsampling.percentile)] = len(downsampling.dropped)
     return dict(sorted(excluded.items(), key=lambda item: (-item[1], item[0])))
 
 
@@ -236,6 +249,8 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
         "l2": 0.0,
         "categories": [c.name for c in categories()],
         "style_control": settings.ARENA_LEADERBOARD_STYLE_CONTROL,
+        "dedup_percentile": settings.ARENA_DEDUP_PERCENTILE,
+        "dedup_seed": settings.ARENA_DEDUP_SEED,
     }
     n_battles, battle_hash = battle_data.votes_fingerprint({**params, "code": code_version()})
     latest = LeaderboardSnapshot.objects.order_by("-created_at", "-id").first()
@@ -246,23 +261,36 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
     params["seed"] = seed
     names, index = battle_data.model_names()
     votes = battle_data.valid_votes()
-    everything = battle_data.battles_aggregated(votes, names, index)
+    downsampling = battle_data.downsampling_plan(
+        votes, percentile=params["dedup_percentile"], seed=params["dedup_seed"]
+    )
+    everything = battle_data.battles_aggregated(votes, names, index, downsampling=downsampling)
 
     def compute(category: Category) -> dict[str, Any]:
         condition = battle_data.category_filter(category)
         subset = votes.filter(condition)
         # A category without conditions is every valid vote, already aggregated.
-        data = battle_data.battles_aggregated(subset, names, index) if condition else everything
+        data = (
+            battle_data.battles_aggregated(subset, names, index, downsampling=downsampling)
+            if condition
+            else everything
+        )
         styled = None
         if params["style_control"]:
-            styled = battle_data.battles_with_style(subset, names, index)
+            styled = battle_data.battles_with_style(subset, names, index, downsampling=downsampling)
         return _category_result(data, styled, params, seed)
 
     results = {category.name: compute(category) for category in categories()}
     language_results = {c.name: compute(c) for c in language_categories(votes)}
     overall = results.get("overall") or next(iter(results.values()), {})
     details = {
-        "votes": {"valid": n_battles, "excluded": _excluded_votes()},
+        "votes": {
+            "valid": n_battles,
+            "excluded": _excluded_votes(downsampling),
+            "downsampled": len(downsampling.dropped),
+            "excluded_voters": VoterFlag.objects.filter(excluded=True).count(),
+        },
+        "dedup": downsampling.summary(),
         "models": _model_details(votes, names, index),
         "head_to_head": _head_to_head(everything),
         "min_battles": MIN_BATTLES,

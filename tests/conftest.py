@@ -37,6 +37,16 @@ def database_url(settings_dict: dict[str, object]) -> str:
     return f"postgres://{auth}{host}:{port}/{name}"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def api_on_test_thread() -> None:
+    """In-process requests (Django's test client) must see the test's uncommitted rows: the
+    JSON API runs on the test's own thread and connection here, not on the web thread pool.
+    The uvicorn processes that the integration tests start use the pool, as in production."""
+    from django.conf import settings
+
+    settings.ARENA_API_THREADS = 0
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight Llama chat model folder (about 460k parameters), built in well under 1 s."""

@@ -12,7 +12,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from arena import selectors, services, streams
+from arena import metrics, selectors, services, streams
 from arena.models import Response, ResponseStatus
 from workers.backends import backend_for
 from workers.backends.base import Backend, BackendError, Finish, SamplingParams
@@ -58,7 +58,7 @@ def generation_run(*, response_id: int, backend: Backend | None = None) -> bool:
                 return False
             return _generate(response, backend)
     except AtCapacity as exc:
-        return services.response_fail(response_id=response_id, error=str(exc))
+        return services.response_fail(response_id=response_id, error=str(exc), cause="capacity")
 
 
 def _generate(response: Response, backend: Backend | None) -> bool:
@@ -83,15 +83,27 @@ def _generate(response: Response, backend: Backend | None) -> bool:
         if finish is None:
             raise BackendError("the backend ended without a finish record")
     except SoftTimeLimitExceeded:
-        return _fail(response, "generation timed out", parts, writer)
+        return _fail(response, "generation timed out", parts, writer, cause="timeout")
     except redis.RedisError as exc:
         # Our side failed, not the model's: no mark against its health.
-        return _fail(response, f"token stream lost: {exc}", parts, None, model_failed=False)
+        return _fail(
+            response,
+            f"token stream lost: {exc}",
+            parts,
+            None,
+            model_failed=False,
+            cause="stream_lost",
+        )
     except (BackendError, ValueError, OSError) as exc:
-        return _fail(response, str(exc) or type(exc).__name__, parts, writer)
+        cause = "backend_error" if isinstance(exc, BackendError) else _snake(type(exc).__name__)
+        return _fail(response, str(exc) or type(exc).__name__, parts, writer, cause=cause)
     except Exception as exc:  # Anything else still must not leave the visitor waiting.
-        log.exception("generation of response %s crashed", response.id)
-        return _fail(response, f"{type(exc).__name__}: {exc}", parts, writer)
+        log.exception(
+            "generation of response %s crashed",
+            response.id,
+            extra={"event": "generation_crashed", "response_id": response.id},
+        )
+        return _fail(response, f"{type(exc).__name__}: {exc}", parts, writer, cause="crash")
     latency_ms = int((time.monotonic() - started) * 1000)
     text = "".join(parts)
     # The database first: a reader that sees `done` may vote at once.
@@ -100,6 +112,12 @@ def _generate(response: Response, backend: Backend | None) -> bool:
     )
     if stored:
         writer.close(streams.DONE, finish.finish_reason)
+        metrics.response_completed(
+            model=model.name,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            completion_tokens=finish.completion_tokens,
+        )
     services.model_health_record(model_id=model.id, ok=True)
     log.info(
         "response %s done: %s tokens, ttft %s ms, %s ms",
@@ -107,8 +125,24 @@ def _generate(response: Response, backend: Backend | None) -> bool:
         finish.completion_tokens,
         ttft_ms,
         latency_ms,
+        extra={
+            "event": "response_completed" if stored else "response_discarded",
+            "battle_id": response.turn.battle_id,
+            "response_id": response.id,
+            "model": model.name,
+            "latency_ms": latency_ms,
+            "ttft_ms": ttft_ms,
+            "prompt_tokens": finish.prompt_tokens,
+            "completion_tokens": finish.completion_tokens,
+            "finish_reason": finish.finish_reason,
+        },
     )
     return stored
+
+
+def _snake(name: str) -> str:
+    """ConnectionRefusedError -> connection_refused_error: a metric label from a class name."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
 def _fail(
@@ -118,13 +152,14 @@ def _fail(
     writer: streams.StreamWriter | None,
     *,
     model_failed: bool = True,
+    cause: str,
 ) -> bool:
-    log.warning("response %s failed: %s", response.id, error)
+    # response_fail logs the failure and counts it (every path to `failed` goes through it).
     if writer is not None:
         # What was generated before the fault reaches the readers too, as it does the database.
         with contextlib.suppress(redis.RedisError):
             writer.flush()
-    services.response_fail(response_id=response.id, error=error, text="".join(parts))
+    services.response_fail(response_id=response.id, error=error, text="".join(parts), cause=cause)
     if model_failed:
         services.model_health_record(model_id=response.model_id, ok=False, error=error)
     return True

@@ -85,6 +85,12 @@ def prompt_key(row: Row) -> str:
     return normalise(prompts[0]) if prompts else f"\0id:{question_id(row)}"
 
 
+def prompt_hash(row: Row) -> str:
+    """:func:`prompt_key` as 32 hex digits: what ``Vote.prompt_key`` stores, so that the database
+    can group the votes by prompt (a prompt can be long; its hash is an index's size)."""
+    return hashlib.blake2b(prompt_key(row).encode(), digest_size=16).hexdigest()
+
+
 def stable_fraction(key: str, *, seed: int) -> float:
     """A number in [0, 1) that depends only on ``key`` and ``seed``, not on the other rows."""
     digest = hashlib.blake2b(key.encode(), digest_size=8, key=str(seed).encode()).digest()

@@ -89,6 +89,24 @@ def test_bad_value_stops_startup_with_one_line_naming_the_variable() -> None:
     assert result.stderr.strip() == "error: ARENA_MAX_TURNS='lots' is not an integer"
 
 
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        (
+            {"ARENA_MODERATION_FAIL": "maybe"},
+            "ARENA_MODERATION_FAIL='maybe' must be open or closed",
+        ),
+        ({"ARENA_MODERATION_URL": "ftp://x"}, "must start with http:// or https://"),
+        ({"ARENA_MODERATION_API_KEY_ENV": "ARENA_NO_SUCH_KEY"}, "which is not set"),
+        ({"ARENA_MODERATION_BLOCKLIST_FILE": "/no/such/file"}, "is not a file"),
+    ],
+)
+def test_bad_moderation_settings_stop_startup(variables: dict[str, str], message: str) -> None:
+    result = _manage("check", ARENA_DEMO="1", **variables)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
 def test_production_without_secret_key_refuses_to_start() -> None:
     result = _manage("check")
     assert result.returncode != 0

@@ -81,8 +81,19 @@ def page(browser: object) -> Iterator[object]:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.js_errors = errors
+    # Chromium reports what the Content-Security-Policy blocked on the console; every browser
+    # test thereby checks that the pages keep working under the policy.
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            blocked.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    page.csp_violations = blocked
     yield page
     context.close()
+    assert blocked == [], f"the Content-Security-Policy blocked something: {blocked}"
 
 
 @pytest.fixture

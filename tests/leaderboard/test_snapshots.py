@@ -196,7 +196,9 @@ def test_details_count_each_models_battles_dates_and_head_to_head(votes: list[Vo
     snapshot = leaderboard_snapshot_create()
     assert snapshot is not None
     valid = votes[2:]
-    assert snapshot.details["votes"] == {"valid": 398, "excluded": {"identity leak": 2}}
+    assert snapshot.details["votes"] == {
+        "valid": 398, "excluded": {"identity leak": 2}, "downsampled": 0, "excluded_voters": 0,
+    }  # fmt: skip
     m0 = [v for v in valid if "m0" in (v.model_a.name, v.model_b.name)]
     stats = snapshot.details["models"]["m0"]
     assert stats["battles"] == len(m0)

@@ -87,11 +87,18 @@ class Command(BaseCommand):
                  "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")],
                 env,
             )  # fmt: skip
+            web_logs = []
+            if settings.ARENA_LOG_FORMAT == "json":
+                # uvicorn's own lines (start-up, errors) as JSON too, like Django's and Celery's.
+                web_logs = [
+                    "--log-config",
+                    str(settings.BASE_DIR / "deploy" / "uvicorn-logging.json"),
+                ]
             self._spawn(
                 "web",
                 [python, "-m", "uvicorn", "arena.asgi:application", "--host", host,
                  "--port", str(port), "--timeout-graceful-shutdown", "3",
-                 "--workers", str(options["web_workers"])],
+                 "--workers", str(options["web_workers"]), *web_logs],
                 env,
             )  # fmt: skip
             url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/"

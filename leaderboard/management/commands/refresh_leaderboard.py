@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from leaderboard.flags import voter_flags_update
 from leaderboard.snapshots import leaderboard_snapshot_create
 
 
@@ -12,8 +15,22 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--force", action="store_true", help="compute even if no vote changed")
+        parser.add_argument(
+            "--detect-anomalies",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="run the voter anomaly detector first (default: ARENA_ANOMALY_DETECTION)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        detect = options["detect_anomalies"]
+        if detect if detect is not None else settings.ARENA_ANOMALY_DETECTION:
+            update = voter_flags_update()
+            self.stdout.write(
+                f"anomaly detector: {update.voters_tested} voters tested, {update.flagged} "
+                f"flagged ({update.created} new, {update.cleared} cleared), "
+                f"{update.excluded} excluded"
+            )
         snapshot = leaderboard_snapshot_create(force=options["force"])
         if snapshot is None:
             self.stdout.write("no vote changed since the latest snapshot; nothing to do")
