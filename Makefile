@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install bench clean test-vllm chromium
+.PHONY: demo test lint install bench clean test-vllm test-cluster chromium
 
 # What the demo needs; the test and bench tools come on top (ratings peers, datasets, ...).
 $(STAMP): pyproject.toml constraints.txt
@@ -56,6 +56,15 @@ bench: $(DEV_STAMP)
 # battle through the arena against it.
 test-vllm: $(DEV_STAMP)
 	bash scripts/test_vllm.sh
+
+# As root: the arena on eight test hosts (network namespaces on a private bridge) with PostgreSQL,
+# Redis, two web hosts, two workers and two model servers, and faults between them; about 1.5
+# minutes (docs/cluster-test.md). Whatever a killed run left behind is removed on the way out.
+test-cluster: $(DEV_STAMP)
+	@if [ "$$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then \
+	  useradd --system --no-create-home postgres; fi
+	trap '$(PY) -m tests.cluster.hosts clean' EXIT INT TERM; \
+	  ARENA_CLUSTER=1 $(PY) -m pytest tests/cluster -W always::UserWarning
 
 clean:
 	rm -rf $(VENV) data var

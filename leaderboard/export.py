@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
+import multiprocessing
+import queue
 import secrets
 import shutil
 import time
@@ -23,8 +24,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.json as pa_json
-import pyarrow.parquet as pq
 from django.conf import settings
 from django.db import connections
 from django.db.models import BooleanField, Case, Q, QuerySet, Value, When
@@ -44,10 +43,13 @@ from leaderboard.formats.records import (
     stable_fraction,
 )
 from leaderboard.formats.trl import DPO, REWARD
+from leaderboard.shards import ShardWriter, shards_finalise
 
 FORMATS: dict[str, RecordFormat] = {f.name: f for f in (ARENA, DPO, REWARD, KTO, PAIRWISE)}
 FILE_FORMATS = ("jsonl", "parquet")
 CHUNK_SIZE = 2000
+# Below this many votes per process, a second process costs more than it saves.
+PART_MIN_VOTES = 20_000
 # "exclude moderated": a vote on answers that moderation flagged (arena/moderation.py keeps the
 # flags on the battle) carries an invalid_reason that starts with this
 # (arena.moderation.VOTE_REASON_PREFIX); imported logs may say "moderated" the same way.
@@ -119,6 +121,7 @@ class ExportResult:
     prompt_cap: int | None = None
     languages: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    workers: int = 1  # export processes that ran
 
 
 def configured_categories() -> list[Category]:
@@ -207,8 +210,13 @@ def preferences_export(
     shard_size: int = 250_000,
     overwrite: bool = False,
     progress: Progress | None = None,
+    workers: int = 1,
 ) -> ExportResult:
     """Write a dataset folder: ``data/<split>-NNNNN-of-NNNNN.<ext>`` and ``README.md`` (the card).
+
+    With ``workers`` > 1 (and enough votes), that many forked processes each export one
+    contiguous range of vote ids to shards of their own; the shards are named in id order, so
+    the output is the same records in the same order as with one process.
 
     Raises
     ------
@@ -226,7 +234,6 @@ def preferences_export(
         raise ExportError(f"--test-fraction: must be in [0, 1), got {test_fraction}")
     if not 0.0 < dedup_percentile <= 100.0:
         raise ExportError(f"--dedup-percentile: must be in (0, 100], got {dedup_percentile}")
-    record_format = FORMATS[fmt]
     out = Path(output)
     categories = configured_categories()
     queryset = export_queryset(filters, categories)
@@ -237,27 +244,33 @@ def preferences_export(
     options = Options(
         judge=judge_hasher(judge_salt), margin=margin, include_invalid=filters.include_invalid
     )
-    schema = record_format.schema(options)
-    names = dict(ArenaModel.objects.values_list("id", "name"))
-    tag_names = [c.name for c in categories]
-    writer = ShardWriter(out / "data", schema, file_format, shard_size)
-    try:
-        for row in _rows(queryset, tag_names, names, total, progress):
-            result.rows += 1
-            if row["id"] in dropped:
-                continue
-            converted = record_format.convert(row, options)
-            if isinstance(converted, str):
-                result.skipped[converted] += 1
-                continue
-            split = "train"
-            if test_fraction and stable_fraction(prompt_key(row), seed=seed) < test_fraction:
-                split = "test"
-            for record in converted:
-                writer.write(split, record)
-            result.languages[row["language"]] += 1
-    finally:
-        files = writer.close()
+    job = _Job(
+        record_format=FORMATS[fmt],
+        options=options,
+        schema=FORMATS[fmt].schema(options),
+        names=dict(ArenaModel.objects.values_list("id", "name")),
+        tag_names=[c.name for c in categories],
+        dropped=dropped,
+        test_fraction=test_fraction,
+        seed=seed,
+        folder=out / "data",
+        file_format=file_format,
+        shard_size=shard_size,
+    )
+    workers = result.workers = max(1, min(workers, total // PART_MIN_VOTES))
+    if workers == 1:
+        parts = [_part_export(queryset, job, 0, _advance_reporter(progress, total))]
+    else:
+        parts = _parts_export_parallel(queryset, job, workers, total, progress)
+    for part in parts:
+        result.rows += part.rows
+        result.skipped.update(part.skipped)
+        result.languages.update(part.languages)
+        for split, n in part.counts.items():
+            result.splits[split] = result.splits.get(split, 0) + n
+    if progress:
+        progress(result.rows, total)
+    files = shards_finalise([part.shards for part in parts], file_format)
     if not files:
         # `datasets` refuses a split without data, so an empty folder would not load.
         shutil.rmtree(out / "data")
@@ -267,14 +280,14 @@ def preferences_export(
             + (f", all skipped ({skipped})" if skipped else "")
         )
     result.files = [str(p.relative_to(out)) for p in files]
-    result.splits = {split: writer.counts[split] for split in sorted(writer.counts)[::-1]}
-    result.records = sum(writer.counts.values())
+    result.splits = {split: result.splits[split] for split in sorted(result.splits)[::-1]}
+    result.records = sum(result.splits.values())
     result.seconds = time.monotonic() - started
     (out / "README.md").write_text(
         datacard.card_render(
             result=result,
-            record_format=record_format,
-            schema=schema,
+            record_format=job.record_format,
+            schema=job.schema,
             filters=filters.describe(),
             options={
                 "dedup": dedup,
@@ -306,20 +319,19 @@ def _rows(
     queryset: QuerySet[Vote],
     tag_names: list[str],
     names: dict[int, str],
-    total: int,
-    progress: Progress | None,
+    advance: Callable[[int], None],
 ) -> Iterator[dict[str, Any]]:
     """Vote rows as the formats expect them (see :mod:`leaderboard.formats.records`).
 
     The rows come from a plain database cursor on the queryset's own SQL: Django's per-value
     converters cost more than the rest of the export together, and the few conversions needed
     (JSON text, SQLite's 0/1 and text times) are done here, for SQLite and PostgreSQL alike.
+    ``advance(n)`` is called after each chunk of ``n`` rows.
     """
     tag_fields = [f"tag_{i}" for i in range(len(tag_names))]
     values = queryset.values_list(*_VALUES, *tag_fields)
     n_values = len(_VALUES)
     sql, params = values.query.get_compiler(using=values.db).as_sql()
-    done = 0
     with connections[values.db].chunked_cursor() as cursor:
         cursor.execute(sql, params)
         while chunk := cursor.fetchmany(CHUNK_SIZE):
@@ -334,11 +346,147 @@ def _rows(
                 row["tstamp"] = _timestamp(row["created_at"])
                 row["tags"] = [n for n, v in zip(tag_names, raw[n_values:], strict=True) if v]
                 yield row
-            done += len(chunk)
+            advance(len(chunk))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything one export process needs besides its votes."""
+
+    record_format: RecordFormat
+    options: Options
+    schema: pa.Schema
+    names: dict[int, str]
+    tag_names: list[str]
+    dropped: frozenset[int]
+    test_fraction: float
+    seed: int
+    folder: Path
+    file_format: str
+    shard_size: int
+
+
+@dataclass
+class _Part:
+    """What one export process wrote."""
+
+    rows: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    languages: Counter[str] = field(default_factory=Counter)
+    counts: dict[str, int] = field(default_factory=dict)
+    shards: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def _part_export(
+    queryset: QuerySet[Vote], job: _Job, part: int, advance: Callable[[int], None]
+) -> _Part:
+    """Convert and write the votes of ``queryset`` (one process's share) to its own shards."""
+    writer = ShardWriter(job.folder, job.schema, job.file_format, job.shard_size, part=part)
+    result = _Part()
+    try:
+        for row in _rows(queryset, job.tag_names, job.names, advance):
+            result.rows += 1
+            if row["id"] in job.dropped:
+                continue
+            converted = job.record_format.convert(row, job.options)
+            if isinstance(converted, str):
+                result.skipped[converted] += 1
+                continue
+            split = "train"
+            if (
+                job.test_fraction
+                and stable_fraction(prompt_key(row), seed=job.seed) < job.test_fraction
+            ):
+                split = "test"
+            for record in converted:
+                writer.write(split, record)
+            result.languages[row["language"]] += 1
+    finally:
+        result.shards = writer.close()
+    result.counts = dict(writer.counts)
+    return result
+
+
+def _advance_reporter(progress: Progress | None, total: int) -> Callable[[int], None]:
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    return advance
+
+
+def _id_ranges(queryset: QuerySet[Vote], total: int, parts: int) -> list[tuple[int, int | None]]:
+    """``parts`` contiguous [low, high) ranges of vote ids holding about as many votes each."""
+    ids = queryset.order_by("id").values_list("id", flat=True)
+    starts = [ids[total * k // parts] for k in range(parts)]
+    return [(start, starts[k + 1] if k + 1 < parts else None) for k, start in enumerate(starts)]
+
+
+def _parts_export_parallel(
+    queryset: QuerySet[Vote], job: _Job, workers: int, total: int, progress: Progress | None
+) -> list[_Part]:
+    """One forked process per id range; the parent only reports progress and collects."""
+    ranges = _id_ranges(queryset, total, workers)
+    context = multiprocessing.get_context("fork")
+    done = [context.Value("q", 0) for _ in ranges]
+    results: multiprocessing.Queue[tuple[int, _Part | str]] = context.Queue()
+    # A forked child must not share the parent's database connection: it opens its own.
+    connections.close_all()
+    processes = []
+    for part, (low, high) in enumerate(ranges):
+        share = queryset.filter(id__gte=low)
+        if high is not None:
+            share = share.filter(id__lt=high)
+        process = context.Process(
+            target=_part_process, args=(share, job, part, done[part], results), daemon=True
+        )
+        process.start()
+        processes.append(process)
+    outcomes: dict[int, _Part | str] = {}
+    try:
+        while len(outcomes) < len(processes):
+            try:
+                part, outcome = results.get(timeout=0.2)
+                outcomes[part] = outcome
+            except queue.Empty:
+                for part, process in enumerate(processes):
+                    if part not in outcomes and process.exitcode not in (None, 0):
+                        outcomes[part] = f"export process {part} died (exit {process.exitcode})"
             if progress:
-                progress(done, total)
-    if progress:
-        progress(done, total)
+                progress(sum(int(v.value) for v in done), total)
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join()
+    failures = [outcome for outcome in outcomes.values() if isinstance(outcome, str)]
+    if failures:
+        raise RuntimeError("; ".join(failures))
+    return [outcome for _, outcome in sorted(outcomes.items()) if isinstance(outcome, _Part)]
+
+
+def _part_process(
+    queryset: QuerySet[Vote],
+    job: _Job,
+    part: int,
+    done: Any,
+    results: multiprocessing.Queue[tuple[int, _Part | str]],
+) -> None:
+    def advance(n: int) -> None:
+        with done.get_lock():
+            done.value += n
+
+    try:
+        results.put((part, _part_export(queryset, job, part, advance)))
+    except Exception as exc:  # reported by the parent, which raises
+        results.put((part, f"export process {part}: {type(exc).__name__}: {exc}"))
+    finally:
+        connections.close_all()
 
 
 def _timestamp(value: dt.datetime | str) -> float:
@@ -399,81 +547,3 @@ def _dedup_plan(
 
 def _hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-
-
-class ShardWriter:
-    """Records into ``<folder>/<split>-NNNNN-of-NNNNN.<ext>`` files of at most ``shard_size``.
-
-    The number of shards is known only at the end (filters and skips happen on the way), so
-    shards are written as ``.partial`` files and renamed by :meth:`close`. Parquet rows are
-    buffered ``CHUNK_SIZE`` at a time (as JSON lines) and written as one row group each: memory
-    stays flat.
-    """
-
-    def __init__(self, folder: Path, schema: pa.Schema, file_format: str, shard_size: int) -> None:
-        self.folder, self.schema, self.file_format = folder, schema, file_format
-        self.shard_size = shard_size
-        self.counts: dict[str, int] = {}
-        self._shards: dict[str, list[Path]] = {}
-        self._in_shard: dict[str, int] = {}
-        self._jsonl: dict[str, Any] = {}
-        self._parquet: dict[str, pq.ParquetWriter] = {}
-        self._buffer: dict[str, list[bytes]] = {}
-
-    def write(self, split: str, record: dict[str, Any]) -> None:
-        if split not in self._shards or self._in_shard[split] >= self.shard_size:
-            self._open(split)
-        self._in_shard[split] += 1
-        self.counts[split] = self.counts.get(split, 0) + 1
-        line = orjson.dumps(record) + b"\n"
-        if self.file_format == "jsonl":
-            self._jsonl[split].write(line)
-        else:
-            self._buffer[split].append(line)
-            if len(self._buffer[split]) >= CHUNK_SIZE:
-                self._flush(split)
-
-    def _open(self, split: str) -> None:
-        self._close_shard(split)
-        shards = self._shards.setdefault(split, [])
-        path = self.folder / f"{split}-{len(shards):05d}.partial"
-        shards.append(path)
-        self._in_shard[split] = 0
-        if self.file_format == "jsonl":
-            self._jsonl[split] = path.open("wb")
-        else:
-            self._parquet[split] = pq.ParquetWriter(path, self.schema)
-            self._buffer[split] = []
-
-    def _flush(self, split: str) -> None:
-        if self._buffer.get(split):
-            # JSON lines through Arrow's C++ JSON reader, checked against the schema: about
-            # three times faster than building the nested columns from Python objects.
-            data = b"".join(self._buffer[split])
-            table = pa_json.read_json(
-                io.BytesIO(data),
-                read_options=pa_json.ReadOptions(block_size=max(len(data), 1 << 20)),
-                parse_options=pa_json.ParseOptions(
-                    explicit_schema=self.schema, unexpected_field_behavior="error"
-                ),
-            )
-            self._parquet[split].write_table(table.select(self.schema.names).cast(self.schema))
-            self._buffer[split] = []
-
-    def _close_shard(self, split: str) -> None:
-        if split in self._jsonl:
-            self._jsonl.pop(split).close()
-        if split in self._parquet:
-            self._flush(split)
-            self._parquet.pop(split).close()
-
-    def close(self) -> list[Path]:
-        """Finish every shard and give them their final names (none when nothing was written)."""
-        for split in list(self._shards):
-            self._close_shard(split)
-        final = []
-        for split, shards in self._shards.items():
-            for index, path in enumerate(shards):
-                name = f"{split}-{index:05d}-of-{len(shards):05d}.{self.file_format}"
-                final.append(path.rename(path.with_name(name)))
-        return final

@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -166,11 +167,11 @@ class ArenaCluster:
         for gpu in ("gpu1", "gpu2"):
             url = f"http://{self.address(gpu)}:{MODEL_PORT}/v1/models"
             self.services[gpu].wait_for(
-                lambda url=url: self._answers(url), timeout=60, what="model server not answering"
+                partial(self._answers, url), timeout=60, what="model server not answering"
             )
         for web in ("web1", "web2"):
             self.services[web].wait_for(
-                lambda web=web: self.web_ready(web), timeout=90, what="web not ready"
+                partial(self.web_ready, web), timeout=90, what="web not ready"
             )
         for work in ("work1", "work2"):
             self.worker_wait(work)

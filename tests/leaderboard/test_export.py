@@ -22,6 +22,7 @@ from django.urls import path as url
 
 from arena import facts
 from arena.models import ArenaModel, Battle, Vote
+from leaderboard import export as export_module
 from leaderboard.export import ExportError, ExportFilters, preferences_export
 from leaderboard.formats.records import normalise
 
@@ -461,3 +462,33 @@ def test_an_export_with_no_record_is_refused_with_the_reason(
     the_tie = ExportFilters(since=T0 + dt.timedelta(minutes=2), until=T0 + dt.timedelta(minutes=3))
     with pytest.raises(ExportError, match=r"nothing to export: 1 votes selected, all skipped"):
         preferences_export(output=tmp_path / "b", fmt="kto", filters=the_tie)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("fmt", "file_format"), [("arena", "jsonl"), ("kto", "parquet")])
+def test_parallel_export_writes_the_same_records_in_the_same_order(
+    models: dict[str, ArenaModel],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    file_format: str,
+) -> None:
+    # Committed rows (transaction=True): the forked export processes use connections of their own.
+    prompts = ["What is the capital of France?", "Tell me a joke", "Wie geht es dir heute?"]
+    for k in range(40):
+        make_vote(models, ("alpha", "beta", "gamma")[k % 3], ("beta", "gamma", "alpha")[k % 3],
+                  ("model_a", "model_b", "tie", "both_bad")[k % 4], [f"{prompts[k % 3]} #{k}"],
+                  minutes=k, visitor=RAW_VISITORS[k % 3])  # fmt: skip
+    monkeypatch.setattr(export_module, "PART_MIN_VOTES", 10)
+    kw = {"judge_salt": "fixed", "test_fraction": 0.3, "shard_size": 7}
+    _, one = export(tmp_path, fmt, file_format, name="one", workers=1, **kw)
+    out, three = export(tmp_path, fmt, file_format, name="three", workers=3, **kw)
+    for split in ("train", "test"):
+        assert read_split(out, split) == read_split(tmp_path / "one", split)
+    assert read_split(out, "test"), "the split must hold records for the comparison to mean much"
+    assert (three.records, three.splits, three.skipped) == (one.records, one.splits, one.skipped)
+    # Three processes each wrote shards of their own, named as one sequence.
+    assert (one.workers, three.workers) == (1, 3)
+    names = sorted(p.name for p in (out / "data").glob("train-*"))
+    assert names == [f"train-{i:05d}-of-{len(names):05d}.{file_format}" for i in range(len(names))]
+    assert load(out)["train"].num_rows == three.splits["train"]

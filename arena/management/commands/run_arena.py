@@ -25,6 +25,8 @@ from arena.embedded_redis import port_in_use, redis_server_start
 from arena.models import ArenaModel
 
 _PR_SET_PDEATHSIG = 1
+# A worker or beat that exits is started again, at most this often in a minute.
+RESTARTS_PER_MINUTE = 5
 
 
 def _die_with_parent() -> None:
@@ -61,6 +63,8 @@ class Command(BaseCommand):
         queues = ["celery", *(m.queue for m in ArenaModel.objects.filter(enabled=True))]
         env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "PYTHONUNBUFFERED": "1"}
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self.restarts: dict[str, list[float]] = {}
         stopping = False
 
         def stop(signum: int, frame: object) -> None:
@@ -107,9 +111,9 @@ class Command(BaseCommand):
                 self.stdout.write(self.style.SUCCESS(f"\n  Model Arena is running at {url}\n"))
                 self.stdout.write("  Press Ctrl-C to stop everything.\n\n")
             while not stopping:
-                for name, child in self.children:
+                for index, (name, child) in enumerate(self.children):
                     if child.poll() is not None:
-                        raise CommandError(f"{name} exited with code {child.returncode}")
+                        self.children[index] = (name, self._respawn(name, child.returncode))
                 time.sleep(0.3)
         finally:
             self._stop_all()
@@ -124,11 +128,28 @@ class Command(BaseCommand):
         self.stdout.write(f"redis: embedded redis-server on 127.0.0.1:{port}")
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.commands[name] = (command, env)
+        self.children.append((name, self._popen(name)))
+
+    def _popen(self, name: str) -> subprocess.Popen[bytes]:
+        command, env = self.commands[name]
         process = subprocess.Popen(
             command, env=env, preexec_fn=_die_with_parent, start_new_session=True
         )
-        self.children.append((name, process))
         self.stdout.write(f"{name}: started (pid {process.pid})")
+        return process
+
+    def _respawn(self, name: str, code: int | None) -> subprocess.Popen[bytes]:
+        """Start a worker or beat again after it exited, as a process manager would: a Celery
+        worker can exit when Redis restarts under it (see docs/deployment.md). The web server
+        and Redis are not restarted, nor a process that keeps dying (RESTARTS_PER_MINUTE)."""
+        now = time.monotonic()
+        recent = [t for t in self.restarts.get(name, []) if now - t < 60]
+        if name not in ("worker", "beat") or len(recent) >= RESTARTS_PER_MINUTE:
+            raise CommandError(f"{name} exited with code {code}")
+        self.restarts[name] = [*recent, now]
+        self.stderr.write(f"{name}: exited with code {code}; starting it again")
+        return self._popen(name)
 
     def _wait_ready(self, url: str, stopping: Any) -> None:
         deadline = time.monotonic() + 60

@@ -6,7 +6,7 @@
         [--category NAME ...] [--language TAG ...] [--min-turns N] [--max-turns N]
         [--include-invalid] [--exclude-moderated] [--dedup] [--dedup-percentile P]
         [--test-fraction F] [--seed S] [--judge-salt SALT] [--margin X] [--license ID]
-        [--shard-size N] [--overwrite] [--no-progress]
+        [--shard-size N] [--overwrite] [--no-progress] [--workers N]
 
 The folder loads with ``datasets.load_dataset(DIR)``; see docs/data-formats.md.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from typing import Any
 
@@ -61,6 +62,12 @@ class Command(BaseCommand):
         parser.add_argument("--shard-size", type=positive_int, default=250_000)
         parser.add_argument("--overwrite", action="store_true", help="replace an earlier export")
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--workers",
+            type=positive_int,
+            default=min(4, os.cpu_count() or 1),
+            help="processes converting the votes (default: the CPUs, at most 4)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         from tqdm import tqdm
@@ -98,6 +105,7 @@ class Command(BaseCommand):
                 shard_size=opts["shard_size"],
                 overwrite=opts["overwrite"],
                 progress=progress,
+                workers=opts["workers"],
             )
         except ExportError as exc:
             raise CommandError(str(exc)) from None
