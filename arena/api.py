@@ -225,6 +225,8 @@ def _stream_pool() -> aioredis.ConnectionPool:
             settings.REDIS_URL,
             decode_responses=True,
             socket_timeout=settings.ARENA_SSE_KEEPALIVE_SECONDS + 10,
+            # Each open stream holds a connection while it waits in XREAD.
+            max_connections=settings.ARENA_REDIS_MAX_CONNECTIONS,
         )
         _stream_pools[loop] = pool
     return pool

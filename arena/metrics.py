@@ -48,7 +48,11 @@ _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 def _client(url: str) -> redis.Redis:
     # Short timeouts: a slow Redis must not hold up a vote that the database already has.
     return redis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0
+        url,
+        decode_responses=True,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        max_connections=settings.ARENA_REDIS_MAX_CONNECTIONS,
     )
 
 

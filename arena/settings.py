@@ -228,6 +228,9 @@ ARENA_UNHEALTHY_AFTER = envint("ARENA_UNHEALTHY_AFTER", 3, minimum=1)
 ARENA_HEALTH_PROBE_SECONDS = envint("ARENA_HEALTH_PROBE_SECONDS", 30, minimum=1)
 # Seconds between SSE keep-alive comments.
 ARENA_SSE_KEEPALIVE_SECONDS = envint("ARENA_SSE_KEEPALIVE_SECONDS", 15, minimum=1)
+# Redis connections one process may open (per pool). redis-py's default of 100 is less than a
+# worker's threads or a web process's open streams: past it, commands fail at once.
+ARENA_REDIS_MAX_CONNECTIONS = envint("ARENA_REDIS_MAX_CONNECTIONS", 2000, minimum=10)
 # Threads per web process that run the JSON API's database work (0: Django's one
 # thread-sensitive thread, as for a plain sync view; in-process tests use that).
 ARENA_API_THREADS = envint("ARENA_API_THREADS", 8, minimum=0)

@@ -32,7 +32,11 @@ def stream_key(battle_id: str, response_id: int) -> str:
 @functools.cache
 def redis_client() -> redis.Redis:
     """The process's Redis client (thread-safe connection pool)."""
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        decode_responses=True,
+        max_connections=settings.ARENA_REDIS_MAX_CONNECTIONS,
+    )
 
 
 class StreamWriter:

@@ -142,10 +142,12 @@ async def _arena_visitor(client: httpx.AsyncClient, gate: asyncio.Event) -> Samp
         first: float | None = None
         event = ""
         failed = ""
+        seen: list[str] = []
         async with client.stream("GET", f"/battles/{battle_id}/stream") as reply:
             async for line in reply.aiter_lines():
                 if line.startswith("event: "):
                     event = line[7:]
+                    seen.append(event)
                     if event == "delta" and first is None:
                         first = time.monotonic() - started
                     elif event == "failed":
@@ -153,7 +155,8 @@ async def _arena_visitor(client: httpx.AsyncClient, gate: asyncio.Event) -> Samp
                     elif event == "end":
                         break
         if failed or first is None:
-            return Sample(None, None, failed or "no delta")
+            events = sorted(set(seen)) if seen else [f"HTTP {reply.status_code}"]
+            return Sample(None, None, failed or f"no delta; events: {', '.join(events)}")
         return Sample(first, time.monotonic() - started)
     except httpx.HTTPError as exc:
         return Sample(None, None, f"{type(exc).__name__}: {exc}")
@@ -223,8 +226,8 @@ def worker_breakdown(env: dict[str, str], since: str) -> dict[str, object]:
 def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
     """Start the paced server, Redis, the worker and uvicorn; yield both URLs and the env."""
     processes: list[subprocess.Popen[bytes]] = []
-    logs = work / "logs"
-    logs.mkdir()
+    logs = Path(getattr(args, "logs", None) or work / "logs")
+    logs.mkdir(parents=True, exist_ok=True)
 
     def start(name: str, argv: list[str], env: dict[str, str]) -> None:
         out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -330,6 +333,7 @@ def main() -> None:
     parser.add_argument("--worker-threads", type=int, default=0, help="default: 2 x top level")
     parser.add_argument("--timeout", type=float, default=120, help="per visitor, seconds")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--logs", type=Path, default=None, help="keep the services' logs here")
     args = parser.parse_args()
     # `timeout` and Ctrl-C alike: leave through the finally blocks that stop the children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
