@@ -222,6 +222,8 @@ ARENA_VOTES_PER_MINUTE = envint("ARENA_VOTES_PER_MINUTE", 20, minimum=1)
 ARENA_STREAM_TTL_SECONDS = envint("ARENA_STREAM_TTL_SECONDS", 600, minimum=1)
 # A generation that has not finished after this long is failed by the reaper.
 ARENA_GENERATION_TIMEOUT_SECONDS = envint("ARENA_GENERATION_TIMEOUT_SECONDS", 300, minimum=10)
+# How often beat runs that reaper.
+ARENA_REAPER_SECONDS = envint("ARENA_REAPER_SECONDS", 60, minimum=1)
 # A model that fails this many generations in a row leaves the sampling pool until a health
 # probe (every ARENA_HEALTH_PROBE_SECONDS) succeeds.
 ARENA_UNHEALTHY_AFTER = envint("ARENA_UNHEALTHY_AFTER", 3, minimum=1)
@@ -374,7 +376,10 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker outlives any Redis outag
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULE = {
-    "reap-stuck-generations": {"task": "workers.tasks.reap_stuck", "schedule": 60.0},
+    "reap-stuck-generations": {
+        "task": "workers.tasks.reap_stuck",
+        "schedule": float(ARENA_REAPER_SECONDS),
+    },
     "probe-unhealthy-models": {
         "task": "workers.tasks.probe_unhealthy_models",
         "schedule": float(ARENA_HEALTH_PROBE_SECONDS),

@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,34 @@ sys.path.insert(0, str(ROOT))
 from arena.embedded_redis import free_port, redis_server_start  # noqa: E402
 
 MODELS = ("bench-a", "bench-b")
+PIDS: dict[str, int] = {}  # the stack's processes by name (server, worker, web)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextmanager
+def rss_peak(pid: int) -> Iterator[dict[str, float]]:
+    """The process's resident set: at the start and its peak (sampled every 50 ms) until the
+    block ends."""
+    figures = {"start_mb": rss_mb(pid), "peak_mb": 0.0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            figures["peak_mb"] = max(figures["peak_mb"], rss_mb(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield figures
+    finally:
+        stop.set()
+        sampler.join()
 
 
 @dataclass
@@ -234,6 +263,7 @@ def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, dict
         processes.append(
             subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         )
+        PIDS[name] = processes[-1].pid
 
     try:
         redis_port, server_port, web_port = free_port(), free_port(), free_port()
@@ -352,6 +382,7 @@ def main() -> None:
     )
     lines = [header]
     breakdowns: list[str] = []
+    memory: list[str] = []
     with (
         tempfile.TemporaryDirectory(prefix="arena-bench-") as tmp,
         stack(args, Path(tmp)) as (server_url, arena_url, env),
@@ -361,8 +392,14 @@ def main() -> None:
         for visitors in levels:
             direct = asyncio.run(direct_level(server_url, visitors, args.timeout))
             since = datetime.now(UTC).isoformat()
-            arena = asyncio.run(arena_level(arena_url, visitors, args.timeout))
+            with rss_peak(PIDS["worker"]) as worker_rss:
+                arena = asyncio.run(arena_level(arena_url, visitors, args.timeout))
             breakdown = worker_breakdown(env, since)
+            breakdown["worker_rss_mb"] = round(worker_rss["peak_mb"])
+            memory.append(
+                f"| {visitors} | {2 * visitors} | {worker_rss['start_mb']:.0f} | "
+                f"{worker_rss['peak_mb']:.0f} |"
+            )
             breakdowns.append(
                 f"| {visitors} | {breakdown['generations']} | {breakdown['queued_ms']} | "
                 f"{breakdown['backend_ttft_ms']} | {breakdown['generation_ms']} |"
@@ -385,6 +422,11 @@ def main() -> None:
     print("| visitors | generations | POST to claim | claim to first token | claim to done |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(breakdowns))
+    print()
+    print("The worker's resident memory (MB; goal: under 300 MB holding 200 streams' worth):")
+    print("| visitors | concurrent generations | at the start | peak |")
+    print("| ---: | ---: | ---: | ---: |")
+    print("\n".join(memory))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

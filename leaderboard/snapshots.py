@@ -207,8 +207,9 @@ def _category_result(
                 confidence=params["confidence"],
             )
         except (np.linalg.LinAlgError, ConvergenceError) as error:
-            # E.g. a style feature that never varies in this category (no answer used a
-            # header): the category keeps its plain ratings and says why style control is off.
+            # E.g. too few battles in this category for the style model (a feature that never
+            # varies is left out by the fit itself): the category keeps its plain ratings and
+            # says why style control is off.
             result["style_error"] = f"style control could not be fitted: {error}"
     if style_board is not None:
         result["style_rows"] = _rows(style_board)

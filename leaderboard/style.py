@@ -304,7 +304,12 @@ def style_leaderboard_fit(
     a, b = new[np.asarray(battles.model_a)], new[np.asarray(battles.model_b)]
     keep = (a >= 0) & (b >= 0) & (a != b)
     a, b, o = a[keep], b[keep], np.asarray(battles.outcome)[keep]
-    x = style_features(battles.style_a[keep], battles.style_b[keep])
+    features = style_features(battles.style_a[keep], battles.style_b[keep])
+    # A feature that never varies among these battles (no answer in a category used a header)
+    # has no measurable effect and would make the fit singular: it is left out, and reported
+    # with a coefficient of 0 and an interval of [0, 0].
+    varies = np.any(features != 0, axis=0)
+    x = features[:, varies]
     w = None if battles.weight is None else battles.weight[keep]
     n = index.size
     fit = fit_style_control(a, b, o, n, x, weight=w, l2=l2, tol=tol)
@@ -321,4 +326,6 @@ def style_leaderboard_fit(
             workers=workers, progress=progress,
         )  # fmt: skip
         lo, up = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
-    return StyleResult(fit.theta, lo[:n], up[:n], fit.beta, lo[n:], up[n:])
+    beta, beta_lo, beta_up = (np.zeros(varies.size) for _ in range(3))
+    beta[varies], beta_lo[varies], beta_up[varies] = fit.beta, lo[n:], up[n:]
+    return StyleResult(fit.theta, lo[:n], up[:n], beta, beta_lo, beta_up)

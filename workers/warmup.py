@@ -15,13 +15,15 @@ log = logging.getLogger(__name__)
 def local_models_warm(queues: Iterable[str]) -> list[str]:
     """Load every enabled local model whose queue this worker consumes; returns their names."""
     from workers.backends.base import BackendError
-    from workers.backends.local import load_model
 
     wanted = set(queues)
     warmed = []
     for model in ArenaModel.objects.filter(enabled=True, backend=Backend.LOCAL):
         if model.queue not in wanted:
             continue
+        # Imported only here: a worker of HTTP models never loads torch (about 300 MB).
+        from workers.backends.local import load_model
+
         try:
             load_model(
                 Path(model.options["path"]),

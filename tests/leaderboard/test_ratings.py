@@ -445,6 +445,28 @@ def test_style_controlled_leaderboard_reports_coefficients_and_bootstrap_interva
     assert all(r.lower <= r.rating <= r.upper for r in board.rows)
 
 
+def test_style_feature_that_never_varies_is_left_out_not_a_singular_fit():
+    rng = np.random.default_rng(17)
+    battles = simulate(rng, np.linspace(-1, 1, 6), 5000, style=np.array([0.5, 0, 0, 0]))
+    # No answer has a header: that feature is constant, the others still carry the signal.
+    battles.style_a[:, 1] = 0
+    battles.style_b[:, 1] = 0
+    board = R.compute_leaderboard(battles, style_control=True, ci="sandwich")
+    headers = board.style[1]
+    assert (headers.value, headers.lower, headers.upper) == (0.0, 0.0, 0.0)
+    length = board.style[0]
+    assert length.lower < 0.5 < length.upper
+    # The same fit as on battles that never had the feature at all.
+    without = R.Battles(
+        battles.names, battles.model_a, battles.model_b, battles.outcome,
+        style_a=np.delete(battles.style_a, 1, axis=1),
+        style_b=np.delete(battles.style_b, 1, axis=1),
+        style_names=tuple(n for i, n in enumerate(battles.style_names) if i != 1),
+    )  # fmt: skip
+    reference = R.compute_leaderboard(without, style_control=True, ci="sandwich")
+    assert [r.rating for r in board.rows] == pytest.approx([r.rating for r in reference.rows])
+
+
 def test_categories_are_data_applied_by_a_pure_filter():
     rng = np.random.default_rng(16)
     base = simulate(rng, rng.normal(0, 1, 5), 1000, tie_rate=0.3)
