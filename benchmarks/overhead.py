@@ -102,7 +102,18 @@ def _summary(samples: list[Sample]) -> dict[str, float | int]:
         "ttft_p95": _percentile(ttft, 0.95),
         "total_p50": statistics.median(total),
         "total_p95": _percentile(total, 0.95),
+        "total_max": max(total),
     }
+
+
+def _throughput(s: dict[str, float | int], rounds: int) -> float:
+    """Battles finished per second: all of a level's battles start at once, so the level takes
+    as long as its slowest battle (for repeated single-visitor rounds: the median battle)."""
+    if not s.get("ok"):
+        return 0.0
+    if rounds > 1:
+        return 1 / float(s["total_p50"])
+    return float(s["ok"]) / float(s["total_max"])
 
 
 # Direct ---------------------------------------------------------------------------------------
@@ -313,7 +324,8 @@ def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, dict
         start(
             "web",
             [sys.executable, "-m", "uvicorn", "arena.asgi:application", "--host", "127.0.0.1",
-             "--port", str(web_port), "--log-level", "warning", "--backlog", "2048"],
+             "--port", str(web_port), "--log-level", "warning", "--backlog", "2048",
+             "--workers", str(getattr(args, "web_processes", 1))],
             env,
         )  # fmt: skip
         arena_url = f"http://127.0.0.1:{web_port}"
@@ -345,13 +357,13 @@ def _wait_for(url: str, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
-def _row(label: str, visitors: int, s: dict[str, float | int]) -> str:
+def _row(label: str, visitors: int, s: dict[str, float | int], rate: float) -> str:
     if not s.get("ok"):
-        return f"| {visitors} | {label} | 0 | {s.get('failed', 0)} | - | - | - | - |"
+        return f"| {visitors} | {label} | 0 | {s.get('failed', 0)} | - | - | - | - | - |"
     return (
         f"| {visitors} | {label} | {s['ok']} | {s['failed']} | {s['ttft_p50'] * 1000:.0f} | "
         f"{s['ttft_p95'] * 1000:.0f} | {s['total_p50'] * 1000:.0f} | "
-        f"{s['total_p95'] * 1000:.0f} |"
+        f"{s['total_p95'] * 1000:.0f} | {rate:.2f} |"
     )
 
 
@@ -364,6 +376,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120, help="per visitor, seconds")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--logs", type=Path, default=None, help="keep the services' logs here")
+    parser.add_argument("--web-processes", type=int, default=2, help="uvicorn processes (2)")
+    parser.add_argument(
+        "--single-rounds", type=int, default=10, help="rounds of the 1-visitor level (10)"
+    )
     args = parser.parse_args()
     # `timeout` and Ctrl-C alike: leave through the finally blocks that stop the children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -377,10 +393,11 @@ def main() -> None:
     )
     results: list[dict[str, object]] = []
     header = (
-        "| visitors | path | ok | failed | first token p50 (ms) | p95 | total p50 (ms) | p95 |\n"
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| visitors | path | ok | failed | first token p50 (ms) | p95 | total p50 (ms) | p95 "
+        "| battles/s |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     )
     lines = [header]
+    versus: list[str] = []
     breakdowns: list[str] = []
     memory: list[str] = []
     with (
@@ -390,10 +407,14 @@ def main() -> None:
         asyncio.run(direct_level(server_url, 2, args.timeout))  # warm up both paths
         asyncio.run(arena_level(arena_url, 2, args.timeout))
         for visitors in levels:
-            direct = asyncio.run(direct_level(server_url, visitors, args.timeout))
+            # One visitor is one sample: that level runs several rounds, one after the other.
+            rounds = args.single_rounds if visitors == 1 else 1
+            direct, arena = [], []
             since = datetime.now(UTC).isoformat()
             with rss_peak(PIDS["worker"]) as worker_rss:
-                arena = asyncio.run(arena_level(arena_url, visitors, args.timeout))
+                for _ in range(rounds):
+                    direct += asyncio.run(direct_level(server_url, visitors, args.timeout))
+                    arena += asyncio.run(arena_level(arena_url, visitors, args.timeout))
             breakdown = worker_breakdown(env, since)
             breakdown["worker_rss_mb"] = round(worker_rss["peak_mb"])
             memory.append(
@@ -404,19 +425,34 @@ def main() -> None:
                 f"| {visitors} | {breakdown['generations']} | {breakdown['queued_ms']} | "
                 f"{breakdown['backend_ttft_ms']} | {breakdown['generation_ms']} |"
             )
+            rates = {}
+            summaries = {}
             for label, samples in (("direct", direct), ("arena", arena)):
-                summary = _summary(samples)
+                summary = summaries[label] = _summary(samples)
+                rate = rates[label] = _throughput(summary, rounds)
                 errors = sorted({s.error for s in samples if s.error})[:3]
                 extra = {"worker": breakdown} if label == "arena" else {}
                 results.append(
-                    {"visitors": visitors, "path": label, **summary, "errors": errors, **extra}
-                )
-                lines.append(_row(label, visitors, summary))
+                    {"visitors": visitors, "path": label, "rounds": rounds, **summary,
+                     "battles_per_s": rate, "errors": errors, **extra}
+                )  # fmt: skip
+                lines.append(_row(label, visitors, summary, rate))
                 print(lines[-1], flush=True)
                 for error in errors:
                     print(f"    error: {error}", flush=True)
+            if summaries["direct"].get("ok") and summaries["arena"].get("ok"):
+                extra_ms = (summaries["arena"]["ttft_p50"] - summaries["direct"]["ttft_p50"]) * 1000
+                versus.append(
+                    f"| {visitors} | {rounds} | {extra_ms:.0f} | "
+                    f"{100 * rates['arena'] / rates['direct']:.0f}% |"
+                )
     print()
     print("\n".join(lines))
+    print()
+    print("The arena against direct (goals: first token <= 15 ms later, throughput >= 95%):")
+    print("| visitors | rounds | first token p50, extra ms | throughput, % of direct |")
+    print("| ---: | ---: | ---: | ---: |")
+    print("\n".join(versus))
     print()
     print("Inside the arena (medians from the database, ms):")
     print("| visitors | generations | POST to claim | claim to first token | claim to done |")

@@ -20,7 +20,7 @@ import pytest
 from django.db import connection
 
 from arena.embedded_redis import free_port
-from arena.models import ArenaModel
+from arena.models import ArenaModel, Response
 
 ROOT = Path(__file__).resolve().parent.parent
 CAST_QUEUES = ["celery", "model.tiny-a", "model.tiny-b", "model.broken"]
@@ -161,3 +161,19 @@ def live_server_url(django_db_setup: None) -> Iterator[str]:
     process, url = web_start(subprocess_env(), name="test-web")
     yield url
     stop(process)
+
+
+def answer_play(response: Response, text: str = "an answer") -> None:
+    """Play the worker without one: claim and complete one response through the services."""
+    from arena import services
+    from workers.backends.base import Finish
+
+    claimed = services.response_claim(response_id=response.id)
+    assert claimed is not None
+    services.response_complete(
+        response=claimed,
+        text=text,
+        finish=Finish(prompt_tokens=5, completion_tokens=len(text.split()), finish_reason="stop"),
+        ttft_ms=3,
+        latency_ms=10,
+    )

@@ -21,7 +21,7 @@ from arena.models import ArenaModel, Battle, Response, ResponseStatus, Turn, Vot
 from arena.streams import redis_client
 from leaderboard.export import ExportFilters, configured_categories, export_queryset
 from tests.conftest import CAST_QUEUES, stop, subprocess_env, worker_start
-from workers.backends.base import Finish
+from tests.conftest import answer_play as _answer
 
 VISITOR = "visitor-1"
 # The OpenAI moderation categories (https://platform.openai.com/docs/api-reference/moderations).
@@ -128,19 +128,6 @@ def stand_in(endpoint: ModerationServer, settings: object) -> ModerationServer:
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> None:
     redis_client().flushdb()
-
-
-def _answer(response: Response, text: str) -> None:
-    """Play the worker: claim and complete one response."""
-    claimed = services.response_claim(response_id=response.id)
-    assert claimed is not None
-    services.response_complete(
-        response=claimed,
-        text=text,
-        finish=Finish(prompt_tokens=5, completion_tokens=len(text.split()), finish_reason="stop"),
-        ttft_ms=3,
-        latency_ms=10,
-    )
 
 
 def _new_battle(prompt: str = "Tell me about rivers.") -> Battle:

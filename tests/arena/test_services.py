@@ -13,6 +13,7 @@ from arena import services
 from arena.errors import Conflict, InvalidInput, RateLimited, Unavailable
 from arena.models import ArenaModel, Battle, Outcome, Response, ResponseStatus, Turn, Vote
 from arena.streams import redis_client
+from tests.conftest import answer_play as _answer
 from workers.backends.base import Finish
 
 VISITOR = "visitor-1"
@@ -22,19 +23,6 @@ OTHER = "visitor-2"
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits() -> None:
     redis_client().flushdb()
-
-
-def _answer(response: Response, text: str = "an answer") -> None:
-    """Play the worker: claim and complete one response."""
-    claimed = services.response_claim(response_id=response.id)
-    assert claimed is not None
-    services.response_complete(
-        response=claimed,
-        text=text,
-        finish=Finish(prompt_tokens=5, completion_tokens=len(text.split()), finish_reason="stop"),
-        ttft_ms=3,
-        latency_ms=10,
-    )
 
 
 def _answer_all(battle: Battle) -> None:
