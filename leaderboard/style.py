@@ -102,9 +102,9 @@ def _outer(d: _Data, v: Float, lam: float) -> Float:
     out = np.zeros((n + k, n + k))
     out[:n, :n] = np.diag(m.sum(axis=1) + lam) - m
     vx = v[:, None] * d.x
-    cross = np.stack(
-        [np.bincount(d.a, vx[:, c], n) - np.bincount(d.b, vx[:, c], n) for c in range(k)], axis=1
-    )
+    cross = np.zeros((n, k))  # no column at all when no style feature varies
+    for c in range(k):
+        cross[:, c] = np.bincount(d.a, vx[:, c], n) - np.bincount(d.b, vx[:, c], n)
     out[:n, n:] = cross
     out[n:, :n] = cross.T
     out[n:, n:] = d.x.T @ vx

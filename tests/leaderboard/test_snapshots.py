@@ -226,11 +226,15 @@ def test_history_keeps_the_overall_ratings_compactly(votes: list[Vote]) -> None:
     ]
 
 
-def test_a_style_fit_that_cannot_be_done_keeps_the_plain_ratings(votes: list[Vote]) -> None:
-    # Every answer equally styled: the style features never differ, so the style fit is singular.
+def test_style_features_that_never_differ_leave_the_ratings_as_they_are(votes: list[Vote]) -> None:
+    # Every answer equally styled: no style feature differs, so controlling for style changes
+    # nothing and says so (a coefficient of 0, interval [0, 0]), instead of a singular fit.
     Vote.objects.update(tokens_a=100, tokens_b=100, style_a={}, style_b={})
     snapshot = leaderboard_snapshot_create()
     assert snapshot is not None
     overall = snapshot.results["overall"]
-    assert len(overall["rows"]) == 4 and "style_rows" not in overall
-    assert overall["style_error"].startswith("style control could not be fitted")
+    assert "style_error" not in overall
+    plain = {r["model"]: r["rating"] for r in overall["rows"]}
+    styled = {r["model"]: r["rating"] for r in overall["style_rows"]}
+    assert len(plain) == 4 and styled == pytest.approx(plain, abs=1e-6)
+    assert {(c["value"], c["lower"], c["upper"]) for c in overall["style"]} == {(0.0, 0.0, 0.0)}
