@@ -121,7 +121,8 @@ def test_one_model_without_votes_shows_empty_states_not_numbers(db: None, client
     model("solo")
     assert leaderboard_snapshot_create(force=True) is not None
     page = client.get("/leaderboard").content.decode()
-    assert "No votes in Overall yet" in page and "<svg" not in page
+    # No plot is drawn from no data (the sampling section's bars are empty SVGs, not plots).
+    assert "No votes in Overall yet" in page and 'class="plot"' not in page
     assert rows_of(client) == []
     card = client.get("/leaderboard/models/solo")
     assert card.status_code == 200 and b"No votes for this model yet" in card.content
@@ -272,7 +273,7 @@ def test_transparency_lists_method_filters_excluded_votes_and_sampling(
     assert '<td>moderation flag</td><td class="num">2</td>' in excluded
     sampling = how.split('id="sampling"')[1].split("</table>")[0]
     # Five models in the pool with equal weights: each is in 40% of battles.
-    assert sampling.count('<span class="bar expected" style="width:80px">') == 5
+    assert sampling.count('<rect class="expected" y="11" height="7" rx="2" width="80"/>') == 5
     assert 'Retired<span class="pill grey">deprecated</span>' in sampling
 
 
