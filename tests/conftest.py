@@ -102,10 +102,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def worker_start(env: dict[str, str], *, name: str, queues: list[str]) -> subprocess.Popen[bytes]:
-    """A real Celery worker (threads pool), started and ready; its log is var/<name>.log."""
+    """A real Celery worker (threads pool), started and ready; its log is var/<name>.log
+    (appended to: a test that restarts its worker keeps what the first one said)."""
     log = ROOT / "var" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
-    with open(log, "wb") as out:
+    start = log.stat().st_size if log.exists() else 0
+    with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool", "threads",
              "--concurrency", "4", "-Q", ",".join(queues), "--loglevel", "INFO",
@@ -114,7 +116,7 @@ def worker_start(env: dict[str, str], *, name: str, queues: list[str]) -> subpro
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     deadline = time.monotonic() + 60
-    while b"ready." not in log.read_bytes():
+    while b"ready." not in log.read_bytes()[start:]:
         if process.poll() is not None or time.monotonic() > deadline:
             stop(process)
             raise RuntimeError(f"the worker did not start:\n{log.read_text()[-3000:]}")

@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_init
 
 from workers.heartbeat import WorkerHeartbeat
 
@@ -34,3 +34,11 @@ def _django_logging(**kwargs: Any) -> None:
 
 # Each worker tells Redis it is alive and consuming (see workers/heartbeat.py).
 app.steps["consumer"].add(WorkerHeartbeat)
+
+
+@worker_init.connect
+def _watchdog_start(sender: Any = None, **kwargs: Any) -> None:
+    """A worker whose shutdown wedges after an unrecoverable error exits (workers/watchdog.py)."""
+    from workers.watchdog import watch
+
+    watch(sender)
