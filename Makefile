@@ -39,7 +39,7 @@ chromium:
 	  else echo "the browser tests need chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
 test: $(DEV_STAMP) chromium
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
