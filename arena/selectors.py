@@ -11,6 +11,9 @@ from workers.backends.base import Message
 
 def battle_get(*, battle_id: str, visitor_id: str) -> Battle:
     """The battle, if it exists and belongs to this visitor."""
+    # No stored id holds a NUL, and PostgreSQL refuses one in a query (an error, not a miss).
+    if "\x00" in battle_id:
+        raise NotFound(f"No battle with id {battle_id!r}.")
     battle = Battle.objects.select_related("model_a", "model_b").filter(id=battle_id).first()
     if battle is None:
         raise NotFound(f"No battle with id {battle_id!r}.")
