@@ -62,6 +62,13 @@ def envfloat(
     return value
 
 
+def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} must be {' or '.join(choices)}")
+    return value
+
+
 def envlist(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:
@@ -241,11 +248,7 @@ ARENA_DEMO = envbool("ARENA_DEMO", False)
 
 # Who fights whom: "weighted" (each model's sampling_weight) or "adaptive" (the pairs whose
 # outcome would most narrow the intervals that matter; see docs/sampling.md).
-ARENA_SAMPLING_POLICY = os.environ.get("ARENA_SAMPLING_POLICY", "weighted")
-if ARENA_SAMPLING_POLICY not in ("weighted", "adaptive"):
-    raise ImproperlyConfigured(
-        f"ARENA_SAMPLING_POLICY={ARENA_SAMPLING_POLICY!r} must be weighted or adaptive"
-    )
+ARENA_SAMPLING_POLICY = envchoice("ARENA_SAMPLING_POLICY", "weighted", ("weighted", "adaptive"))
 
 # --- Moderation (arena/moderation.py) ------------------------------------------------------------
 # Prompts and answers go through the local checker (literal words from
@@ -274,22 +277,14 @@ if ARENA_MODERATION_API_KEY_ENV and not os.environ.get(ARENA_MODERATION_API_KEY_
     )
 ARENA_MODERATION_MODEL = os.environ.get("ARENA_MODERATION_MODEL", "")
 ARENA_MODERATION_TIMEOUT_MS = envint("ARENA_MODERATION_TIMEOUT_MS", 3000, minimum=1)
-ARENA_MODERATION_FAIL = os.environ.get("ARENA_MODERATION_FAIL", "open")
-if ARENA_MODERATION_FAIL not in ("open", "closed"):
-    raise ImproperlyConfigured(
-        f"ARENA_MODERATION_FAIL={ARENA_MODERATION_FAIL!r} must be open or closed"
-    )
+ARENA_MODERATION_FAIL = envchoice("ARENA_MODERATION_FAIL", "open", ("open", "closed"))
 ARENA_MODERATION_ANSWERS = envbool("ARENA_MODERATION_ANSWERS", True)
 
 # --- The leaderboard ---------------------------------------------------------------------------
 # Seconds between leaderboard refreshes (a refresh with no new votes computes nothing).
 ARENA_LEADERBOARD_REFRESH_SECONDS = envint("ARENA_LEADERBOARD_REFRESH_SECONDS", 60, minimum=1)
 ARENA_LEADERBOARD_ROUNDS = envint("ARENA_LEADERBOARD_ROUNDS", 1000, minimum=10)
-ARENA_LEADERBOARD_CI = os.environ.get("ARENA_LEADERBOARD_CI", "bootstrap")
-if ARENA_LEADERBOARD_CI not in ("bootstrap", "sandwich"):
-    raise ImproperlyConfigured(
-        f"ARENA_LEADERBOARD_CI={ARENA_LEADERBOARD_CI!r} must be bootstrap or sandwich"
-    )
+ARENA_LEADERBOARD_CI = envchoice("ARENA_LEADERBOARD_CI", "bootstrap", ("bootstrap", "sandwich"))
 ARENA_LEADERBOARD_STYLE_CONTROL = envbool("ARENA_LEADERBOARD_STYLE_CONTROL", True)
 # Vote integrity (docs/integrity.md). A prompt that recurs more often than this percentile of
 # the prompts keeps only that many votes, drawn with ARENA_DEDUP_SEED (0 or off: keep all).
