@@ -193,7 +193,10 @@ class _Store:
             if record["tstamp"] is not None
             else timezone.now()
         )
-        visitor = keyed_hash("judge", record["judge"]) if record["judge"] else ""
+        # The log's judge, namespaced by the source: the same label in two logs (or a live
+        # visitor's) is not the same voter. No judge: no voter, and the detector tests none.
+        judge = record["judge"]
+        visitor = keyed_hash("judge", f"{self.source}\0{judge}") if judge else ""
         battle = Battle(model_a_id=model_a, model_b_id=model_b, visitor_id=visitor, created_at=when)
         reason = record["exclusion_reason"]
         vote = Vote(
