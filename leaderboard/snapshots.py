@@ -163,7 +163,7 @@ def _number(value: float) -> float | None:
 
 
 def _precise(value: float) -> float | None:
-    # Ratings and intervals are stored as computed, so that the API gives the numbers `rank`
+    # Ratings, intervals and style coefficients are stored as computed, so that the API gives the numbers `rank`
     # gives on the same battles (to 1e-6), not numbers rounded to 4 decimals.
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -221,8 +221,8 @@ def _category_result(
     if style_board is not None:
         result["style_rows"] = _rows(style_board)
         result["style"] = [
-            {"name": c.name, "value": _number(c.value), "lower": _number(c.lower),
-             "upper": _number(c.upper)}
+            {"name": c.name, "value": _precise(c.value), "lower": _precise(c.lower),
+             "upper": _precise(c.upper)}
             for c in style_board.style
         ]  # fmt: skip
     rated = [i for i, row in enumerate(board.rows) if row.battles > 0]
