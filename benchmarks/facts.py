@@ -33,8 +33,10 @@ SEEDS = [
     "请用三句话解释相对论。",
     "How do I reverse a linked list in Python? Show the code and explain each step.",
 ]
-ANSWER = "# Answer\n\n" + "\n".join(f"- point {k} with **bold** text" for k in range(8)) + (
-    "\n```python\ndef f(x):\n    return x\n```\n" + "Some prose to close the answer. " * 20
+ANSWER = (
+    "# Answer\n\n"
+    + "\n".join(f"- point {k} with **bold** text" for k in range(8))
+    + ("\n```python\ndef f(x):\n    return x\n```\n" + "Some prose to close the answer. " * 20)
 )
 
 

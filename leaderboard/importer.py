@@ -3,9 +3,10 @@
 Imported votes have ``source = "import:<label>"`` and ``external_id`` = the record's
 ``question_id`` (or a stable hash of the record when it has none), which makes a re-import of the
 same file a no-op. Models the arena does not know are created disabled and outside the registry,
-so they are rated but never sampled. The judge becomes a keyed hash, like a local visitor id; the
-raw value is never stored. Records are read one at a time and stored in batches, so a large log
-streams.
+so they are rated but never sampled. The judge becomes a keyed hash of the source and the judge,
+like a local visitor id; the raw value is never stored. The facts come from
+:func:`leaderboard.formats.arena.record_facts`, which `rank` uses on files too. Records are
+read one at a time and stored in batches, so a large log streams.
 """
 
 from __future__ import annotations

@@ -163,8 +163,8 @@ def _number(value: float) -> float | None:
 
 
 def _precise(value: float) -> float | None:
-    # Ratings, intervals and style coefficients are stored as computed, so that the API gives the numbers `rank`
-    # gives on the same battles (to 1e-6), not numbers rounded to 4 decimals.
+    # Ratings, intervals and style coefficients are stored as computed, so that the API gives
+    # the numbers `rank` gives on the same battles (to 1e-6), not numbers rounded to 4 decimals.
     return None if value is None or not math.isfinite(value) else float(value)
 
 

@@ -1,11 +1,15 @@
 """Read FastChat/LMSYS battle logs into :class:`leaderboard.ratings.Battles`.
 
-Accepted files: a JSON array of battle objects, the same objects as JSON Lines, or Parquet with the
-same columns. Each battle has ``model_a``, ``model_b`` and ``winner`` (``model_a``, ``model_b``,
-``tie``, ``both_bad`` or ``tie (bothbad)``), and optionally ``tstamp``, ``anony``, ``language``,
-``turn``, ``is_code``, ``conversation_a``/``conversation_b`` (lists of ``{"role", "content"}``) and
-lmarena's ``conv_metadata`` token and markdown counts. Problems raise :class:`BattleLogError` with
-one line naming the record (numbered from 1) and the field. No Django import.
+Accepted files: a JSON array of battle objects, the same objects as JSON Lines, Parquet with the
+same columns, or the pairwise layout (the 55k CSV). Each battle has ``model_a``, ``model_b`` and
+``winner`` (``model_a``, ``model_b``, ``tie``, ``both_bad`` or ``tie (bothbad)``), and optionally
+``tstamp``, ``anony``, ``language``, ``turn``, ``is_code``, ``prompt_chars``,
+``conversation_a``/``conversation_b`` (lists of ``{"role", "content"}``) and lmarena's
+``conv_metadata`` token and markdown counts. Every record goes through the importer's checks and
+facts (:func:`battle_record_check`, :func:`record_facts`, :mod:`arena.facts`), so `rank` on a
+file and the leaderboard after `import_battles` of it see the same battles, categories and style
+features. Problems raise :class:`BattleLogError` with one line naming the record (numbered from
+1) and the field. No Django import.
 """
 
 from __future__ import annotations
@@ -304,7 +308,11 @@ def record_facts(record: Mapping[str, Any]) -> dict[str, Any]:
     ``prompt_chars``, ``has_code``, ``tokens_a``/``b``, ``style_a``/``b``); without text or
     metadata, ``style_a``/``style_b`` are None and the token counts 0.
     """
-    conv_a, conv_b, meta = record["conversation_a"], record["conversation_b"], record["conv_metadata"]
+    conv_a, conv_b, meta = (
+        record["conversation_a"],
+        record["conversation_b"],
+        record["conv_metadata"],
+    )
     if conv_a is None:
         out: dict[str, Any] = {
             "language": record["language"],

@@ -20,7 +20,7 @@ from arena import facts
         ("Quelle est la capitale de l'Australie ?", "fr"),
         ("¿Cuál es la capital de Australia?", "es"),
         ("Привет, как дела?", "ru"),
-        ("你好，今天天气怎么样", "zh"),
+        ("你好\uff0c今天天气怎么样", "zh"),
         ("こんにちは、元気ですか", "ja"),
     ],
 )
@@ -34,7 +34,9 @@ def test_a_single_word_or_no_words_is_undetermined(text: str) -> None:
 
 
 def test_markdown_is_counted_outside_code_blocks_as_lmarena_counts_it() -> None:
-    answer = "# Title\n\n## Sub\n1. one\n2. two\n* three\n__b__ and **c**\n```\n# no\n- no\n**no**\n```"
+    answer = (
+        "# Title\n\n## Sub\n1. one\n2. two\n* three\n__b__ and **c**\n```\n# no\n- no\n**no**\n```"
+    )
     assert facts.markdown_counts(answer) == {"headers": 2, "lists": 3, "bold": 2}
 
 
@@ -96,7 +98,10 @@ def test_recompute_facts_updates_old_votes_and_keeps_what_a_log_said(db: None) -
     assert "language und -> en: 2" in out.getvalue()
     live.refresh_from_db()
     assert (live.language, live.style_a["headers"], live.has_code, live.tokens_a) == (
-        "en", 0, True, 7
+        "en",
+        0,
+        True,
+        7,
     )
     assert Vote.objects.get(id=logged.id).language == "fr"
     assert Vote.objects.get(id=guessed.id).language == "en"
