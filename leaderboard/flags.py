@@ -167,10 +167,19 @@ def _source_results(
         np.array([c[3] for c in cells], dtype=np.int64),
     )
     label = {voter: k for k, voter in enumerate(population.tested)}
+    valid = Vote.objects.filter(is_valid=True, source=population.source).exclude(visitor_id="")
+    # In SQL, the voters with enough votes (most visitors vote once or twice); in Python, less
+    # the shared judges.
+    enough = (
+        valid.values("visitor_id")
+        .annotate(n=Count("id"))
+        .order_by()
+        .filter(n__gte=TESTED_MIN_VOTES)
+        .values("visitor_id")
+    )
     rows = [
         row
-        for row in Vote.objects.filter(is_valid=True, source=population.source)
-        .exclude(visitor_id="")
+        for row in valid.filter(visitor_id__in=enough)
         .order_by()
         .values_list("visitor_id", "model_a_id", "model_b_id", "outcome", "created_at")
         .iterator(chunk_size=5000)
