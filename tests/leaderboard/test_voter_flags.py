@@ -199,6 +199,11 @@ def test_an_imported_logs_judges_are_tested_against_their_own_log(
     path = tmp_path / "other-crowd.json"
     path.write_text(json.dumps(records))
     battles_import(path=path, source="other-crowd")
+    # A log without judges: its votes belong to no voter, none is tested, all count.
+    for record in records:
+        del record["judge"]
+    path.write_text(json.dumps(records))
+    battles_import(path=path, source="no-judges")
     update = voter_flags_update()
     assert update.per_source == {"arena": (HONEST_VOTERS + 1, 1), "import:other-crowd": (10, 0)}
     assert list(VoterFlag.objects.values_list("voter", flat=True)) == ["attacker"]
@@ -206,6 +211,8 @@ def test_an_imported_logs_judges_are_tested_against_their_own_log(
     summary = {s["source"]: s for s in voter_summary()}
     assert summary["arena"]["voters_tested"] == HONEST_VOTERS + 1
     assert summary["arena"]["votes_excluded"] == ATTACK_VOTES
+    assert summary["import:no-judges"]["voters_tested"] == 0
+    assert summary["import:no-judges"]["valid_votes"] == 150
     assert summary["import:other-crowd"] == {
         "source": "import:other-crowd", "valid_votes": 150, "voters_tested": 10,
         "shared_judges": 0, "flagged": 0, "excluded_voters": 0, "votes_excluded": 0,
