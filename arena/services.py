@@ -250,14 +250,12 @@ def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:
                 visitor_id=visitor_id,
                 conversation_a=conversation_a,
                 conversation_b=conversation_b,
-                language=facts.language_guess("\n".join(prompts)),
-                turns=len(turns),
-                prompt_chars=sum(len(p) for p in prompts),
-                has_code=facts.has_code(prompts + answers),
-                tokens_a=sum(r[Side.A].completion_tokens or 0 for _, r in turns),
-                tokens_b=sum(r[Side.B].completion_tokens or 0 for _, r in turns),
-                style_a=facts.conversation_style(conversation_a),
-                style_b=facts.conversation_style(conversation_b),
+                **facts.battle_facts(
+                    conversation_a,
+                    conversation_b,
+                    tokens_a=sum(r[Side.A].completion_tokens or 0 for _, r in turns),
+                    tokens_b=sum(r[Side.B].completion_tokens or 0 for _, r in turns),
+                ).as_fields(),
                 battle_started_at=battle.created_at,
                 prompt_key=prompt_hash(
                     {

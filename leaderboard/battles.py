@@ -18,13 +18,14 @@ import numpy as np
 from django.db import connections
 from django.db.models import BooleanField, Case, Count, Max, Q, QuerySet, Sum, Value, When
 
+from arena import facts
 from arena.models import ArenaModel, Vote
 from leaderboard.categories import Category
 from leaderboard.dedup import dedup_enabled, dedup_mask, prompt_cap
 from leaderboard.models import VoterFlag
 from leaderboard.pairs import OUTCOME_CODES, Battles
 
-STYLE_NAMES = ("tokens", "headers", "lists", "bold")
+STYLE_NAMES = facts.STYLE_NAMES
 
 # Category columns -> the Vote field (or annotation) they filter on.
 COLUMN_FIELDS: Mapping[str, str] = {
@@ -220,8 +221,8 @@ def battles_with_style(
         if vote_id in dropped:
             continue
         a[k], b[k], o[k] = index[ma], index[mb], OUTCOME_CODES[outcome]
-        style_a[k] = (ta, *(sa.get(key, 0) for key in STYLE_NAMES[1:]))
-        style_b[k] = (tb, *(sb.get(key, 0) for key in STYLE_NAMES[1:]))
+        style_a[k] = facts.style_row(ta, sa)
+        style_b[k] = facts.style_row(tb, sb)
         k += 1
     return Battles(
         tuple(names), a[:k], b[:k], o[:k], style_a=style_a[:k], style_b=style_b[:k],

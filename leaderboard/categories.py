@@ -46,10 +46,10 @@ class Category:
 
 DEFAULT_CATEGORIES: tuple[Category, ...] = (
     Category("overall"),
-    Category("english", equals=MappingProxyType({"language": "English"})),
+    Category("english", equals=MappingProxyType({"language": "en"})),
     Category("non_english", equals=MappingProxyType({"is_english": False})),
     Category("multi_turn", at_least=MappingProxyType({"turns": 2})),
-    Category("long_prompt", at_least=MappingProxyType({"prompt_tokens": 500})),
+    Category("long_prompt", at_least=MappingProxyType({"prompt_chars": 1000})),
     Category("coding", equals=MappingProxyType({"is_code": True})),
     Category("no_ties", exclude_ties=True),
 )

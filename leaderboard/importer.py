@@ -3,9 +3,10 @@
 Imported votes have ``source = "import:<label>"`` and ``external_id`` = the record's
 ``question_id`` (or a stable hash of the record when it has none), which makes a re-import of the
 same file a no-op. Models the arena does not know are created disabled and outside the registry,
-so they are rated but never sampled. The judge becomes a keyed hash, like a local visitor id; the
-raw value is never stored. Records are read one at a time and stored in batches, so a large log
-streams.
+so they are rated but never sampled. The judge becomes a keyed hash of the source and the judge,
+like a local visitor id; the raw value is never stored. The facts come from
+:func:`leaderboard.formats.arena.record_facts`, which `rank` uses on files too. Records are
+read one at a time and stored in batches, so a large log streams.
 """
 
 from __future__ import annotations
@@ -23,12 +24,16 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from arena import facts
 from arena.models import ArenaModel, Battle, Vote
 from arena.visitors import keyed_hash
-from leaderboard.formats.arena import BattleLogError, battle_record_check, battle_records
+from leaderboard.formats.arena import (
+    BattleLogError,
+    battle_record_check,
+    battle_records,
+    record_facts,
+)
 from leaderboard.formats.pairwise import is_pairwise, record_from_pairwise
-from leaderboard.formats.records import prompt_hash, user_prompts
+from leaderboard.formats.records import prompt_hash
 
 BATCH = 500
 MAX_ERRORS_KEPT = 20
@@ -193,7 +198,10 @@ class _Store:
             if record["tstamp"] is not None
             else timezone.now()
         )
-        visitor = keyed_hash("judge", record["judge"]) if record["judge"] else ""
+        # The log's judge, namespaced by the source: the same label in two logs (or a live
+        # visitor's) is not the same voter. No judge: no voter, and the detector tests none.
+        judge = record["judge"]
+        visitor = keyed_hash("judge", f"{self.source}\0{judge}") if judge else ""
         battle = Battle(model_a_id=model_a, model_b_id=model_b, visitor_id=visitor, created_at=when)
         reason = record["exclusion_reason"]
         vote = Vote(
@@ -218,50 +226,15 @@ class _Store:
         return battle, vote
 
     def _facts(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The per-vote facts: the log's own values where it has them, else computed."""
-        conv_a, conv_b = record["conversation_a"], record["conversation_b"]
-        meta = record["conv_metadata"]
-        out: dict[str, Any] = {
-            "language": record["language"],
-            "conversation_a": conv_a or [],
-            "conversation_b": conv_b or [],
-        }
-        if conv_a is None:
+        """The per-vote facts: the log's own values where it has them, else computed as for a
+        live vote (:func:`leaderboard.formats.arena.record_facts`, which `rank` reads too)."""
+        if record["conversation_a"] is None:
             self.result.without_text += 1
-            out.update(
-                turns=record["turn"] or 1,
-                prompt_chars=record["prompt_chars"] or 0,
-                has_code=bool(record["is_code"]),
-            )
-        else:
-            prompts = user_prompts(conv_a)
-            answers = [m["content"] for m in conv_a + conv_b if m["role"] == "assistant"]
-            out.update(
-                language=record["language"] or facts.language_guess("\n".join(prompts)),
-                turns=record["turn"] or len(prompts),
-                prompt_chars=(
-                    record["prompt_chars"]
-                    if record["prompt_chars"] is not None
-                    else sum(len(p) for p in prompts)
-                ),
-                has_code=(
-                    record["is_code"]
-                    if record["is_code"] is not None
-                    else facts.has_code(prompts + answers)
-                ),
-            )
-        for side, conv in (("a", conv_a), ("b", conv_b)):
-            if meta is not None:
-                out[f"tokens_{side}"] = meta[f"sum_assistant_{side}_tokens"]
-                out[f"style_{side}"] = {
-                    "headers": meta[f"header_count_{side}"],
-                    "lists": meta[f"list_count_{side}"],
-                    "bold": meta[f"bold_count_{side}"],
-                }
-            elif conv is not None:
-                # No token counts in the log: words stand in for tokens (style control only
-                # compares the two sides of a battle, so the scale matters little).
-                answers = [m["content"] for m in conv if m["role"] == "assistant"]
-                out[f"tokens_{side}"] = sum(len(a.split()) for a in answers)
-                out[f"style_{side}"] = facts.conversation_style(conv)
-        return out
+        found = record_facts(record)
+        return {
+            **found,
+            "style_a": found["style_a"] or {},
+            "style_b": found["style_b"] or {},
+            "conversation_a": record["conversation_a"] or [],
+            "conversation_b": record["conversation_b"] or [],
+        }

@@ -16,6 +16,7 @@ from django.db.models import Count, Max, Min, QuerySet
 from arena.models import Vote
 from leaderboard import battles as battle_data
 from leaderboard.categories import Category
+from leaderboard.flags import voter_summary
 from leaderboard.models import LeaderboardSnapshot, VoterFlag
 from leaderboard.pairs import aggregate_counts, battle_count_matrix, win_fraction_matrix
 from leaderboard.ratings import (
@@ -161,6 +162,12 @@ def _number(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 4)
 
 
+def _precise(value: float) -> float | None:
+    # Ratings, intervals and style coefficients are stored as computed, so that the API gives
+    # the numbers `rank` gives on the same battles (to 1e-6), not numbers rounded to 4 decimals.
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 def _matrix(values: np.ndarray) -> list[list[float | None]]:
     return [[_number(v) for v in row] for row in values.tolist()]
 
@@ -169,9 +176,9 @@ def _rows(board: Leaderboard) -> list[dict[str, Any]]:
     return [
         {
             "model": row.model,
-            "rating": _number(row.rating),
-            "lower": _number(row.lower),
-            "upper": _number(row.upper),
+            "rating": _precise(row.rating),
+            "lower": _precise(row.lower),
+            "upper": _precise(row.upper),
             "rank": row.rank,
             "battles": row.battles,
             "identifiable": row.identifiable,
@@ -214,8 +221,8 @@ def _category_result(
     if style_board is not None:
         result["style_rows"] = _rows(style_board)
         result["style"] = [
-            {"name": c.name, "value": _number(c.value), "lower": _number(c.lower),
-             "upper": _number(c.upper)}
+            {"name": c.name, "value": _precise(c.value), "lower": _precise(c.lower),
+             "upper": _precise(c.upper)}
             for c in style_board.style
         ]  # fmt: skip
     rated = [i for i, row in enumerate(board.rows) if row.battles > 0]
@@ -291,6 +298,9 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
             "downsampled": len(downsampling.dropped),
             "excluded_voters": VoterFlag.objects.filter(excluded=True).count(),
         },
+        # The anomaly detector's decisions, source by source (a live arena's voters and each
+        # imported log's judges are tested separately).
+        "voters": voter_summary(),
         "dedup": downsampling.summary(),
         "models": _model_details(votes, names, index),
         "head_to_head": _head_to_head(everything),

@@ -89,6 +89,7 @@ def _board_context(
         "categories": [(c, selectors.category_label(c)) for c in payload.results],
         "descriptions": selectors.category_descriptions(payload),
         "excluded": payload.details.get("votes", {}).get("excluded", {}),
+        "voter_sources": payload.details.get("voters", []),
         "sampling": selectors.sampling_rows(payload, models),
         "min_battles": selectors.MIN_BATTLES,
         "n_battles": result["n_battles"],

@@ -1,31 +1,33 @@
 """Read FastChat/LMSYS battle logs into :class:`leaderboard.ratings.Battles`.
 
-Accepted files: a JSON array of battle objects, the same objects as JSON Lines, or Parquet with the
-same columns. Each battle has ``model_a``, ``model_b`` and ``winner`` (``model_a``, ``model_b``,
-``tie``, ``both_bad`` or ``tie (bothbad)``), and optionally ``tstamp``, ``anony``, ``language``,
-``turn``, ``is_code``, ``conversation_a``/``conversation_b`` (lists of ``{"role", "content"}``) and
-lmarena's ``conv_metadata`` token and markdown counts. Problems raise :class:`BattleLogError` with
-one line naming the record (numbered from 1) and the field. No Django import.
+Accepted files: a JSON array of battle objects, the same objects as JSON Lines, Parquet with the
+same columns, or the pairwise layout (the 55k CSV). Each battle has ``model_a``, ``model_b`` and
+``winner`` (``model_a``, ``model_b``, ``tie``, ``both_bad`` or ``tie (bothbad)``), and optionally
+``tstamp``, ``anony``, ``language``, ``turn``, ``is_code``, ``prompt_chars``,
+``conversation_a``/``conversation_b`` (lists of ``{"role", "content"}``) and lmarena's
+``conv_metadata`` token and markdown counts. Every record goes through the importer's checks and
+facts (:func:`battle_record_check`, :func:`record_facts`, :mod:`arena.facts`), so `rank` on a
+file and the leaderboard after `import_battles` of it see the same battles, categories and style
+features. Problems raise :class:`BattleLogError` with one line naming the record (numbered from
+1) and the field. No Django import.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from arena import facts
 from leaderboard.pairs import OUTCOME_CODES, Battles
 
-STYLE_NAMES = ("answer_tokens", "headers", "lists", "bold")
-_FENCE = re.compile(r"```.*?```", re.S)
-_HEADER = re.compile(r"^#{1,6} ", re.M)
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+\.) ", re.M)
-_BOLD = re.compile(r"\*\*[^*\n]+?\*\*")
 _WINNERS = ", ".join(OUTCOME_CODES)
+# The per-battle columns categories filter on: the same names as the database's
+# (leaderboard.battles.COLUMN_FIELDS), so one category selects the same battles from either.
+COLUMNS = ("language", "is_english", "turns", "prompt_chars", "is_code", "anony")
 
 
 class BattleLogError(ValueError):
@@ -36,28 +38,12 @@ def _fail(where: str, message: str) -> BattleLogError:
     return BattleLogError(f"{where}: {message}")
 
 
-def markdown_counts(text: str) -> tuple[int, int, int, int]:
-    """(words, headers, list items, bold spans) of one answer; code blocks count as words only."""
-    prose = _FENCE.sub("", text)
-    found = (_HEADER.findall(prose), _LIST_ITEM.findall(prose), _BOLD.findall(prose))
-    return len(text.split()), len(found[0]), len(found[1]), len(found[2])
-
-
-def _conversation_style(where: str, field: str, conv: Any) -> tuple[list[float], int, int]:
-    """Summed style counts of the assistant messages, user words and user turns."""
+def _check_conversation(where: str, field: str, conv: Any) -> None:
     if not isinstance(conv, list):
         raise _fail(where, f"field {field!r} must be a list of messages")
-    totals, prompt_words, turns = [0.0, 0.0, 0.0, 0.0], 0, 0
     for message in conv:
         if not isinstance(message, Mapping) or not isinstance(message.get("content", ""), str):
             raise _fail(where, f"field {field!r} holds a message without text 'content'")
-        text = message.get("content") or ""
-        if message.get("role") == "assistant":
-            totals = [t + c for t, c in zip(totals, markdown_counts(text), strict=True)]
-        elif message.get("role") == "user":
-            prompt_words += len(text.split())
-            turns += 1
-    return totals, prompt_words, turns
 
 
 def _metadata_style(where: str, meta: Any, side: str) -> list[float]:
@@ -109,84 +95,46 @@ def battles_from_records(
     BattleLogError
         A record is not an object, lacks a required field or holds a bad value.
     """
-    return _build(enumerate(records, start=1), anony_only, require_style, source, numbering)
+    numbered = ((f"{source}: {numbering} {n}", r) for n, r in enumerate(records, start=1))
+    return _build(numbered, anony_only, require_style)
 
 
-def _build(
-    numbered: Iterable[tuple[int, Any]],
-    anony_only: bool,
-    require_style: bool,
-    source: str,
-    numbering: str,
-) -> Battles:
+def _build(numbered: Iterable[tuple[str, Any]], anony_only: bool, require_style: bool) -> Battles:
+    """Each record checked and given its facts as the importer does (:func:`battle_record_check`
+    and :func:`record_facts`), so a file ranks as its import would."""
     index: dict[str, int] = {}
-    a_idx, b_idx, outs, stamps, anony = [], [], [], [], []
-    language, turn_col, code_col, prompt_col, style_a, style_b = [], [], [], [], [], []
-    seen: set[str] = set()
-    for number, record in numbered:
-        where = f"{source}: {numbering} {number}"
-        if not isinstance(record, Mapping):
-            raise _fail(where, f"expected a battle object, got {type(record).__name__}")
-        model_a, model_b = _text(where, record, "model_a"), _text(where, record, "model_b")
-        if "winner" not in record:
-            raise _fail(where, "field 'winner' is missing")
-        outcome = OUTCOME_CODES.get(record["winner"]) if isinstance(record["winner"], str) else None
-        if outcome is None:
-            raise _fail(where, f"field 'winner' has unknown value {record['winner']!r:.40} "
-                        f"(expected one of {_WINNERS})")  # fmt: skip
-        is_anony = record.get("anony", False)
-        if not isinstance(is_anony, bool):
-            raise _fail(where, f"field 'anony' must be true or false, got {is_anony!r:.40}")
-        tstamp = record.get("tstamp", np.nan)
-        if isinstance(tstamp, bool) or not isinstance(tstamp, int | float):
-            raise _fail(where, f"field 'tstamp' must be a number, got {tstamp!r:.40}")
-        if anony_only and not is_anony:
+    a_idx, b_idx, outs, stamps = [], [], [], []
+    style_a: list[tuple[float, ...]] = []
+    style_b: list[tuple[float, ...]] = []
+    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    for where, raw in numbered:
+        if isinstance(raw, BattleLogError):
+            raise raw
+        record = battle_record_check(where, raw)
+        if anony_only and not record["anony"]:
             continue
-        seen.update(k for k in ("anony", "language", "turn", "is_code") if k in record)
-        lang, turns, is_code = (
-            record.get("language", ""),
-            record.get("turn", 0),
-            record.get("is_code"),
-        )
-        if not isinstance(lang, str):
-            raise _fail(where, f"field 'language' must be a string, got {lang!r:.40}")
-        if isinstance(turns, bool) or not isinstance(turns, int):
-            raise _fail(where, f"field 'turn' must be an integer, got {turns!r:.40}")
-        if is_code is not None and not isinstance(is_code, bool):
-            raise _fail(where, f"field 'is_code' must be true or false, got {is_code!r:.40}")
-        prompt = 0
-        if "conversation_a" in record and "conversation_b" in record:
-            sa, prompt, user_turns = _conversation_style(
-                where, "conversation_a", record["conversation_a"]
-            )
-            sb, _, _ = _conversation_style(where, "conversation_b", record["conversation_b"])
-            turns = turns or user_turns
-            seen.update(("turn", "prompt_tokens"))
-        elif isinstance(record.get("conv_metadata"), Mapping):
-            meta = record["conv_metadata"]
-            sa, sb = _metadata_style(where, meta, "a"), _metadata_style(where, meta, "b")
-        elif require_style:
-            raise _fail(where, "field 'conversation_a' is missing (style control needs it)")
+        found = record_facts(record)
+        if found["style_a"] is None:
+            if require_style:
+                raise _fail(where, "field 'conversation_a' is missing (style control needs it)")
+            style_a.append((np.nan,) * len(facts.STYLE_NAMES))
+            style_b.append((np.nan,) * len(facts.STYLE_NAMES))
         else:
-            sa = sb = [np.nan] * 4
-        for name in (model_a, model_b):
+            style_a.append(facts.style_row(found["tokens_a"], found["style_a"]))
+            style_b.append(facts.style_row(found["tokens_b"], found["style_b"]))
+        for name in (record["model_a"], record["model_b"]):
             index.setdefault(name, len(index))
-        a_idx.append(index[model_a])
-        b_idx.append(index[model_b])
-        outs.append(outcome)
-        stamps.append(float(tstamp))
-        anony.append(is_anony)
-        language.append(lang)
-        turn_col.append(turns)
-        code_col.append(bool(is_code))
-        prompt_col.append(prompt)
-        style_a.append(sa)
-        style_b.append(sb)
-    return _assemble(index, a_idx, b_idx, outs, stamps, style_a, style_b, seen, {
-        "anony": np.array(anony, dtype=bool), "language": np.array(language, dtype=object),
-        "turns": np.array(turn_col, dtype=np.int64), "is_code": np.array(code_col, dtype=bool),
-        "prompt_tokens": np.array(prompt_col, dtype=np.int64),
-    })  # fmt: skip
+        a_idx.append(index[record["model_a"]])
+        b_idx.append(index[record["model_b"]])
+        outs.append(OUTCOME_CODES[record["winner"]])
+        stamps.append(np.nan if record["tstamp"] is None else record["tstamp"])
+        for name, value in (
+            ("language", found["language"]), ("is_english", found["language"] == "en"),
+            ("turns", found["turns"]), ("prompt_chars", found["prompt_chars"]),
+            ("is_code", found["has_code"]), ("anony", record["anony"]),
+        ):  # fmt: skip
+            columns[name].append(value)
+    return _assemble(index, a_idx, b_idx, outs, stamps, style_a, style_b, columns)
 
 
 def _assemble(
@@ -195,10 +143,9 @@ def _assemble(
     b_idx: list[int],
     outs: list[int],
     stamps: list[float],
-    style_a: list[list[float]],
-    style_b: list[list[float]],
-    seen: set[str],
-    columns: dict[str, Any],
+    style_a: list[tuple[float, ...]],
+    style_b: list[tuple[float, ...]],
+    columns: dict[str, list[Any]],
 ) -> Battles:
     # Models are numbered in sorted name order, whatever order the file names them in.
     names = sorted(index)
@@ -207,31 +154,32 @@ def _assemble(
     a = remap[np.array(a_idx, dtype=np.int64)] if a_idx else np.zeros(0, dtype=np.int64)
     b = remap[np.array(b_idx, dtype=np.int64)] if b_idx else np.zeros(0, dtype=np.int64)
     tstamp = np.array(stamps, dtype=np.float64)
-    sa, sb = np.array(style_a, dtype=np.float64), np.array(style_b, dtype=np.float64)
+    width = len(facts.STYLE_NAMES)
+    sa = np.array(style_a, dtype=np.float64).reshape(-1, width)
+    sb = np.array(style_b, dtype=np.float64).reshape(-1, width)
     has_style = bool(len(sa)) and not np.isnan(sa).any()
-    kept = {k: v for k, v in columns.items() if k in seen or (k == "turns" and "turn" in seen)}
+    kinds = {"language": object, "is_english": bool, "turns": np.int64, "prompt_chars": np.int64,
+             "is_code": bool, "anony": bool}  # fmt: skip
     return Battles(
         tuple(names), a, b, np.array(outs, dtype=np.int8),
         tstamp=None if np.isnan(tstamp).all() else tstamp,
-        style_a=sa.reshape(-1, 4) if has_style else None,
-        style_b=sb.reshape(-1, 4) if has_style else None,
-        style_names=STYLE_NAMES if has_style else (), columns=kept,
+        style_a=sa if has_style else None,
+        style_b=sb if has_style else None,
+        style_names=facts.STYLE_NAMES if has_style else (),
+        columns={k: np.array(v, dtype=kinds[k]) for k, v in columns.items()},
     )  # fmt: skip
 
 
-def _read_parquet(path: Path, anony_only: bool, require_style: bool) -> Battles:
+def _parquet_columns_check(path: Path) -> None:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        names = pq.read_schema(path).names
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise _fail(str(path), f"not a readable Parquet file ({exc})".splitlines()[0]) from exc
     for field in ("model_a", "model_b", "winner"):
-        if field not in table.column_names:
+        if field not in names:
             raise _fail(str(path), f"column {field!r} is missing")
-    # Records are checked one by one, as for JSON, so errors name the same record and field.
-    records = table.to_pylist()
-    return _build(enumerate(records, start=1), anony_only, require_style, str(path), "record")
 
 
 def _is_parquet(path: Path) -> bool:
@@ -247,44 +195,32 @@ def _is_parquet(path: Path) -> bool:
 def read_battle_log(
     path: str | Path, *, anony_only: bool = False, require_style: bool = False
 ) -> Battles:
-    """Read a battle log file (JSON array, JSON Lines or Parquet, detected from its content).
+    """Read a battle log file (JSON array, JSON Lines, Parquet, or the 55k CSV layout): the
+    files ``import_battles`` reads, record by record with the importer's checks and facts.
 
     Raises
     ------
     BattleLogError
         The file is missing, unreadable or holds a bad record.
     """
+    from leaderboard.formats.pairwise import is_pairwise, record_from_pairwise
+
     path = Path(path)
     if _is_parquet(path):
-        return _read_parquet(path, anony_only, require_style)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(str(path), f"cannot read file as UTF-8 text ({exc})") from exc
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _fail(str(path), f"not valid JSON: {exc}") from exc
-        return _build(enumerate(records, start=1), anony_only, require_style, str(path), "record")
-    if not stripped:
-        raise _fail(str(path), "the file is empty")
-    return _build(_json_lines(path, text), anony_only, require_style, str(path), "line")
+        _parquet_columns_check(path)
+
+    def records() -> Iterator[tuple[str, Any]]:
+        for where, raw in battle_records(path):
+            if not isinstance(raw, BattleLogError) and is_pairwise(raw):
+                raw = record_from_pairwise(where, raw)
+            yield where, raw
+
+    return _build(records(), anony_only, require_style)
 
 
-def _json_lines(path: Path, text: str) -> Iterable[tuple[int, Any]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise _fail(f"{path}: line {number}", f"not valid JSON: {exc}") from exc
-
-
-# --- Record by record, for the importer -----------------------------------------------------------
-# Added for `import_battles`: the same files and checks as above, one validated dict at a time, so
-# a large log streams and a bad record can be skipped instead of stopping the whole read.
+# --- Record by record: the importer and the reader above -----------------------------------------
+# One validated dict at a time, so a large log streams and the importer can skip a bad record
+# instead of stopping the whole read; `read_battle_log` stops at it.
 
 OUTCOME_NAMES = ("model_a", "model_b", "tie", "both_bad")
 # LMSYS releases name languages ("English"); the arena stores tags ("en").
@@ -348,7 +284,7 @@ def battle_record_check(where: str, record: Any) -> dict[str, Any]:
         out["conversation_a"] = out["conversation_b"] = None
     else:
         for field, conv in zip(("conversation_a", "conversation_b"), conversations, strict=True):
-            _conversation_style(where, field, conv)  # checks the shape, raises on a bad message
+            _check_conversation(where, field, conv)
             if any(m.get("role") not in ("user", "assistant", "system") for m in conv):
                 raise _fail(where, f"field {field!r} holds a message whose 'role' is not "
                             "user, assistant or system")  # fmt: skip
@@ -360,6 +296,53 @@ def battle_record_check(where: str, record: Any) -> dict[str, Any]:
     if meta is not None:
         sa, sb = _metadata_style(where, meta, "a"), _metadata_style(where, meta, "b")
         out["conv_metadata"] = dict(zip(_METADATA_KEYS, map(int, sa + sb), strict=True))
+    return out
+
+
+def record_facts(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts of one checked record (:func:`battle_record_check`) as a vote stores them: the
+    log's own values where it has them (language, turn, prompt_chars, is_code, conv_metadata),
+    else computed by :mod:`arena.facts` from the conversations, as for a live vote.
+
+    Returns the :class:`arena.models.Vote` fact fields (``language``, ``turns``,
+    ``prompt_chars``, ``has_code``, ``tokens_a``/``b``, ``style_a``/``b``); without text or
+    metadata, ``style_a``/``style_b`` are None and the token counts 0.
+    """
+    conv_a, conv_b, meta = (
+        record["conversation_a"],
+        record["conversation_b"],
+        record["conv_metadata"],
+    )
+    if conv_a is None:
+        out: dict[str, Any] = {
+            "language": record["language"],
+            "turns": record["turn"] or 1,
+            "prompt_chars": record["prompt_chars"] or 0,
+            "has_code": bool(record["is_code"]),
+            "tokens_a": 0, "tokens_b": 0, "style_a": None, "style_b": None,
+        }  # fmt: skip
+    else:
+        computed = facts.battle_facts(conv_a, conv_b).as_fields()
+        out = {
+            **computed,
+            "language": record["language"] or computed["language"],
+            "turns": record["turn"] or computed["turns"],
+            "prompt_chars": (
+                computed["prompt_chars"]
+                if record["prompt_chars"] is None
+                else record["prompt_chars"]
+            ),
+            "has_code": computed["has_code"] if record["is_code"] is None else record["is_code"],
+        }
+    if meta is not None:
+        # The release's own counts: its token counts come from a tokenizer, not from words.
+        for side in "ab":
+            out[f"tokens_{side}"] = meta[f"sum_assistant_{side}_tokens"]
+            out[f"style_{side}"] = {
+                "headers": meta[f"header_count_{side}"],
+                "lists": meta[f"list_count_{side}"],
+                "bold": meta[f"bold_count_{side}"],
+            }
     return out
 
 

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from leaderboard.formats.arena import BattleLogError, markdown_counts, read_battle_log
+from arena.facts import answer_words, markdown_counts
+from leaderboard.formats.arena import BattleLogError, read_battle_log
 from leaderboard.ratings import BOTH_BAD, MODEL_A, MODEL_B, TIE
 from tests.leaderboard.conftest import refdata_dir
 
@@ -53,7 +54,8 @@ def test_style_counts_come_from_assistant_messages_outside_code_blocks(tmp_path)
     answer = (
         "# Title\n\nSome **bold** text.\n\n- one\n- two\n1. three\n```python\n# not a header\n```"
     )
-    assert markdown_counts(answer) == (17, 1, 3, 1)
+    assert markdown_counts(answer) == {"headers": 1, "lists": 3, "bold": 1}
+    assert answer_words([{"role": "assistant", "content": answer}]) == 17
     conv_a = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": answer}]
     conv_b = [{"role": "user", "content": "hi there"}, {"role": "assistant", "content": "plain"}]
     record = dict(BATTLE, conversation_a=conv_a, conversation_b=conv_b, language="English")
@@ -61,8 +63,10 @@ def test_style_counts_come_from_assistant_messages_outside_code_blocks(tmp_path)
     assert battles.style_a.tolist() == [[17, 1, 3, 1]]
     assert battles.style_b.tolist() == [[1, 0, 0, 0]]
     assert battles.columns["turns"].tolist() == [1]
-    assert battles.columns["prompt_tokens"].tolist() == [2]
-    assert battles.columns["language"].tolist() == ["English"]
+    assert battles.columns["prompt_chars"].tolist() == [8]
+    # The log's language name becomes the tag a live vote stores.
+    assert battles.columns["language"].tolist() == ["en"]
+    assert battles.columns["is_english"].tolist() == [True]
 
 
 def test_lmarena_conv_metadata_gives_style_counts(tmp_path):

@@ -18,6 +18,7 @@ from arena.models import ArenaModel, Battle, Vote
 from leaderboard import battles as battle_data
 from leaderboard.export import ExportError, ExportFilters, preferences_export
 from leaderboard.importer import battles_import
+from leaderboard.models import LeaderboardSnapshot, VoterFlag
 from leaderboard.pairs import BOTH_BAD, MODEL_A, MODEL_B, TIE
 from tests.leaderboard.conftest import refdata_dir
 from tests.leaderboard.test_export import models, read_split, votes  # noqa: F401 (fixtures)
@@ -274,3 +275,40 @@ def test_an_imported_log_shows_on_the_leaderboard_without_the_deprecated_toggle(
     page = client.get("/leaderboard")
     assert page.status_code == 200
     assert b"imagenhub_PlayGroundV2_generation" in page.content
+
+
+def test_an_imported_public_log_gives_the_ratings_rank_gives_on_the_same_file(
+    db: None, client: Any, settings: Any
+) -> None:
+    """The reference log through `import_battles` and `refresh_leaderboard` (the anomaly detector
+    on) gives, on the API, the overall ratings `rank --input` gives on the same file."""
+    from leaderboard.management.commands.rank import rank_file
+
+    settings.ARENA_LEADERBOARD_CI = "sandwich"
+    settings.ARENA_ANOMALY_DETECTION = True
+    path = refdata_dir() / REFERENCE
+    out = io.StringIO()
+    call_command("import_battles", str(path), "--no-progress", stdout=out)
+    # What the detector had decided before it tested sources apart: the log's one judge flagged
+    # (an unreviewed flag, so the detector may take it back).
+    judge = Vote.objects.values_list("visitor_id", flat=True).first()
+    VoterFlag.objects.create(voter=judge, reasons=["burst"], excluded=True)
+    call_command("refresh_leaderboard", stdout=out)
+    assert "anomaly detector: 0 voters tested, 0 flagged (0 new, 1 cleared)" in out.getvalue()
+    assert not VoterFlag.objects.exists()
+    rows = client.get("/api/leaderboard").json()["rows"]
+    board = rank_file(input=str(path), ci="sandwich", output="json", stdout=io.StringIO(),
+                      stderr=io.StringIO())  # fmt: skip
+    expected = {r["model"]: r for r in board.records()}
+    assert len(rows) == len(expected) == 13
+    for row in rows:
+        for key in ("rating", "lower", "upper"):
+            assert row[key] == pytest.approx(expected[row["model"]][key], abs=1e-6), (row, key)
+    # The detector's decisions, per source, are on the transparency section: the log's one
+    # judge (its server's loopback address) holds every vote, so it is not tested as a voter.
+    summary = LeaderboardSnapshot.objects.latest("id").details["voters"]
+    assert summary == [{"source": f"import:{REFERENCE}", "valid_votes": 2061, "voters_tested": 0,
+                        "shared_judges": 1, "flagged": 0, "excluded_voters": 0,
+                        "votes_excluded": 0}]  # fmt: skip
+    page = client.get("/leaderboard").content.decode()
+    assert f"<td>import:{REFERENCE}</td>" in page and "1 shared judge not tested" in page

@@ -71,7 +71,7 @@ def test_snapshot_stores_every_category_with_rows_and_matrices(votes: list[Vote]
     overall = snapshot.results["overall"]
     assert [row["model"] for row in overall["rows"]] == ["m3", "m2", "m1", "m0"]
     assert all(row["lower"] <= row["rating"] <= row["upper"] for row in overall["rows"])
-    assert {c["name"] for c in overall["style"]} == {"tokens", "headers", "lists", "bold"}
+    assert {c["name"] for c in overall["style"]} == {"answer_tokens", "headers", "lists", "bold"}
     assert overall["matrices"]["models"] == ["m3", "m2", "m1", "m0"]
     assert sum(map(sum, overall["matrices"]["battles"])) == 2 * 400
 

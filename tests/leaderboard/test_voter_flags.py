@@ -177,3 +177,43 @@ def test_the_refresh_command_runs_the_detector_unless_told_not_to(arena: Any) ->
     assert not VoterFlag.objects.exists()
     call_command("refresh_leaderboard", "--detect-anomalies", "--force", stdout=io.StringIO())
     assert VoterFlag.objects.filter(voter="attacker").exists()
+
+
+def test_an_imported_logs_judges_are_tested_against_their_own_log(
+    arena: Any, tmp_path: Any
+) -> None:
+    """A log from another crowd, in which m0 beats m3, is not the live arena's crowd: its judges
+    are tested against their own log's consensus, not flagged for disagreeing with the arena's,
+    and the transparency data counts each source apart."""
+    import json
+
+    from leaderboard.flags import voter_summary
+    from leaderboard.importer import battles_import
+
+    rng = np.random.default_rng(3)
+    records = [
+        {"model_a": "m0", "model_b": "m3", "winner": "model_a" if rng.random() < 0.85 else
+         "model_b", "judge": f"judge-{j}", "tstamp": 1.7e9 + 3600 * (15 * j + k)}
+        for j in range(10) for k in range(15)
+    ]  # fmt: skip
+    path = tmp_path / "other-crowd.json"
+    path.write_text(json.dumps(records))
+    battles_import(path=path, source="other-crowd")
+    # A log without judges: its votes belong to no voter, none is tested, all count.
+    for record in records:
+        del record["judge"]
+    path.write_text(json.dumps(records))
+    battles_import(path=path, source="no-judges")
+    update = voter_flags_update()
+    assert update.per_source == {"arena": (HONEST_VOTERS + 1, 1), "import:other-crowd": (10, 0)}
+    assert list(VoterFlag.objects.values_list("voter", flat=True)) == ["attacker"]
+    assert VoterFlag.objects.get().statistics["source"] == "arena"
+    summary = {s["source"]: s for s in voter_summary()}
+    assert summary["arena"]["voters_tested"] == HONEST_VOTERS + 1
+    assert summary["arena"]["votes_excluded"] == ATTACK_VOTES
+    assert summary["import:no-judges"]["voters_tested"] == 0
+    assert summary["import:no-judges"]["valid_votes"] == 150
+    assert summary["import:other-crowd"] == {
+        "source": "import:other-crowd", "valid_votes": 150, "voters_tested": 10,
+        "shared_judges": 0, "flagged": 0, "excluded_voters": 0, "votes_excluded": 0,
+    }  # fmt: skip

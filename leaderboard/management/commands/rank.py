@@ -140,7 +140,7 @@ def format_table(board: Leaderboard) -> str:
 
 
 class Command(BaseCommand):
-    help = "Rank models from a FastChat/LMSYS battle log (JSON, JSON Lines or Parquet)."
+    help = "Rank models from a FastChat/LMSYS battle log (JSON, JSON Lines, Parquet or CSV)."
     requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -31,6 +31,8 @@ class Command(BaseCommand):
                 f"flagged ({update.created} new, {update.cleared} cleared), "
                 f"{update.excluded} excluded"
             )
+            for source, (tested, flagged) in update.per_source.items():
+                self.stdout.write(f"  {source}: {tested} voters tested, {flagged} flagged")
         snapshot = leaderboard_snapshot_create(force=options["force"])
         if snapshot is None:
             self.stdout.write("no vote changed since the latest snapshot; nothing to do")
