@@ -368,11 +368,14 @@ def test_models_with_only_wins_or_only_losses_are_reported_not_rated():
     assert not rows["winner"].identifiable and math.isnan(rows["winner"].rating)
     assert [r.model for r in board.rows[-2:]] == ["loser", "winner"]
     assert all(math.isfinite(r.rating) for r in board.rows[:-2])
-    assert {r["model"] for r in board.records()} == set(base.names)
-    # The others are rated as if the unrated models' battles were not there.
-    others = base.select(np.ones(len(base), dtype=bool))
+    assert {r["model"] for r in board.records() if r["rated"]} == set(base.names)
+    # The others are rated as if the unrated models' battles were not there (same anchor).
+    others = counts_of(base.select(np.ones(len(base), dtype=bool)))
+    anchored = R.centre_strengths(
+        R.fit_bradley_terry(others), np.zeros(4, dtype=np.int64), R.anchor_weights(others)
+    )
     assert [rows[m].rating for m in base.names] == pytest.approx(
-        list(R.theta_to_rating(fit(others))), abs=EXACT_ATOL
+        list(R.theta_to_rating(anchored)), abs=EXACT_ATOL
     )
     # With a penalty every model is rated, and still flagged.
     penalised = {r.model: r for r in R.compute_leaderboard(battles, ci="none", l2=0.1).rows}
@@ -453,7 +456,8 @@ def test_style_feature_that_never_varies_is_left_out_not_a_singular_fit():
     battles.style_b[:, 1] = 0
     board = R.compute_leaderboard(battles, style_control=True, ci="sandwich")
     headers = board.style[1]
-    assert (headers.value, headers.lower, headers.upper) == (0.0, 0.0, 0.0)
+    assert all(math.isnan(v) for v in (headers.value, headers.lower, headers.upper))
+    assert headers.note == "left out: differs between the two answers in 0 battles (needs 30)"
     length = board.style[0]
     assert length.lower < 0.5 < length.upper
     # The same fit as on battles that never had the feature at all.
@@ -496,7 +500,9 @@ def test_leaderboard_rows_are_best_first_with_the_documented_keys():
     ratings = [r.rating for r in board.rows]
     assert ratings == sorted(ratings, reverse=True)
     assert board.rows[0].model == "model-004" and board.rows[0].rank == 1
-    assert list(board.records()[0]) == ["model", "rating", "lower", "upper", "rank", "battles"]
+    assert list(board.records()[0]) == [
+        "model", "group", "rank", "rating", "lower", "upper", "battles", "rated", "note"
+    ]  # fmt: skip
     assert sum(r.battles for r in board.rows) == 2 * len(battles)
     elo = R.compute_leaderboard(battles, method="elo", rng=np.random.default_rng(0), rounds=20)
     assert elo.rows[0].model == "model-004"
