@@ -141,5 +141,5 @@ CASES = (
     Case("15% ties", tie_rate=0.15),
     Case("one model at 1/10 of the battles", n_battles=4000, share=(0.1,) + (1.0,) * 9),
     Case("one model at ~40 battles", share=(0.09,) + (1.0,) * 9),
-    Case("style control, length effect", style=(0.4, 0.0, 0.0, 0.0)),
+    Case("style control, length effect", n_battles=1500, style=(0.4, 0.0, 0.0, 0.0)),
 )

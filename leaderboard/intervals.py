@@ -292,9 +292,22 @@ def bootstrap_intervals(
         return th
 
     samples = run_rounds(rounds, rng, chunk, workers=workers, progress=progress)
-    alpha = 1 - confidence
-    lower, upper = np.quantile(samples, [alpha / 2, 1 - alpha / 2], axis=0)
+    lower, upper = percentile_bounds(samples, confidence)
     return Intervals(lower, upper, samples)
+
+
+def percentile_bounds(samples: Float, confidence: float) -> tuple[Float, Float]:
+    """Percentile-interval bounds per column of ``samples`` (rounds, ...).
+
+    The bounds are the ``(B + 1) * alpha / 2``-th and ``(B + 1) * (1 - alpha / 2)``-th order
+    statistics of the B rounds (interpolated; numpy's "weibull" quantiles), the usual Monte-Carlo
+    choice (Davison & Hinkley 1997, section 5.2): a further draw from the same distribution falls
+    between them with probability ``confidence`` whatever B is, whereas numpy's default positions
+    shrink the interval with few rounds (about 94% instead of 95% at 200 rounds).
+    """
+    alpha = 1 - confidence
+    lower, upper = np.quantile(samples, [alpha / 2, 1 - alpha / 2], axis=0, method="weibull")
+    return lower, upper
 
 
 def ranks_from_intervals(lower: Float, upper: Float) -> Int:

@@ -46,6 +46,7 @@ from leaderboard.intervals import (
     bootstrap_intervals,
     centre_strengths,
     multinomial_rows,
+    percentile_bounds,
     ranks_from_intervals,
     run_rounds,
     sandwich_covariance,
@@ -100,6 +101,7 @@ __all__ = [
     "multinomial_rows",
     "online_elo",
     "pair_totals",
+    "percentile_bounds",
     "predicted_win_matrix",
     "run_rounds",
     "z_score",
@@ -342,7 +344,7 @@ def compute_leaderboard(
         if ci == "bootstrap":
             assert rng is not None
             samples = elo_bootstrap(*args, rng=rng, rounds=rounds, progress=progress)
-            lower, upper = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2], 0)
+            lower, upper = percentile_bounds(samples, confidence)
         ratings = theta
     else:
         # Battles between two groups all went one way and say nothing within either: left out.

@@ -23,6 +23,7 @@ from leaderboard.intervals import (
     BOOTSTRAP_RIDGE,
     CHORD_MAX_ITER,
     Progress,
+    percentile_bounds,
     run_rounds,
     z_score,
 )
@@ -375,7 +376,7 @@ def style_leaderboard_fit(
             a, b, o, n, x, fit, rng=rng, rounds=rounds, weight=w, l2=l2, tol=tol,
             workers=workers, progress=progress,
         )  # fmt: skip
-        lo, up = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
+        lo, up = percentile_bounds(samples, confidence)
     beta, beta_lo, beta_up = (np.full(varies.size, np.nan) for _ in range(3))
     beta[varies], beta_lo[varies], beta_up[varies] = fit.beta, lo[n:], up[n:]
     return StyleResult(fit.theta, lo[:n], up[:n], beta, beta_lo, beta_up, notes)
