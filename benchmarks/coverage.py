@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leaderboard.coverage import CASES, coverage  # noqa: E402
+from leaderboard.coverage import CASES, coverage
 
 
 def main() -> None:

@@ -68,8 +68,8 @@ def anchor_weights(counts: PairCounts) -> Float:
     """Battle weight each model took part in: the weights of the anchor (module docstring)."""
     p = pair_totals(counts)
     n = counts.n_models
-    w: Float = np.bincount(p.i, p.t, n) + np.bincount(p.j, p.t, n)
-    return w
+    w = np.bincount(p.i, p.t, n) + np.bincount(p.j, p.t, n)
+    return np.asarray(w, dtype=np.float64)
 
 
 def anchor_projection(labels: Int, weights: Float) -> Float:

@@ -249,7 +249,7 @@ def anchor_groups(hessian: Float, labels: Int) -> Float:
 
 @dataclass(frozen=True)
 class Structure:
-    """Which models an unpenalised fit can rate, and in which group (see :mod:`leaderboard.ratings`).
+    """Which models an unpenalised fit can rate, and in which group (:mod:`leaderboard.ratings`).
 
     ``group`` numbers the rateable sets 0, 1, ... biggest first (-1: not rated); ``component``
     numbers the connected groups of the comparison graph the same way (-1: no battles).

@@ -103,14 +103,15 @@ __all__ = [
     "pair_totals",
     "percentile_bounds",
     "predicted_win_matrix",
-    "run_rounds",
-    "z_score",
     "ranks_from_intervals",
+    "run_rounds",
     "sandwich_covariance",
     "sandwich_intervals",
     "theta_to_rating",
     "win_fraction_matrix",
+    "z_score",
 ]
+
 
 def theta_to_rating(
     theta: Float, *, scale: float = 400.0, base: float = 10.0, initial: float = 1000.0
@@ -425,7 +426,11 @@ def _fit_bt(
         style_rows = tuple(
             StyleCoefficient(*x)
             for x in zip(
-                battles.style_names, fit.beta, fit.beta_lower, fit.beta_upper, fit.beta_note,
+                battles.style_names,
+                fit.beta,
+                fit.beta_lower,
+                fit.beta_upper,
+                fit.beta_note,
                 strict=True,
             )
         )

@@ -90,7 +90,7 @@ def _data(
     w = np.ones(a.size) if weight is None else np.asarray(weight, dtype=np.float64)[keep]
     y = np.array([1.0, 0.0, 0.5, 0.5])[np.asarray(outcome)[keep]]
     labels = component_labels(n, a, b) if l2 == 0 else None
-    anchor = np.bincount(a, w, n) + np.bincount(b, w, n)
+    anchor = np.asarray(np.bincount(a, w, n) + np.bincount(b, w, n), dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)[keep]
     return _Data(n, a, b, a * n + b, y, x, labels, anchor), w
 

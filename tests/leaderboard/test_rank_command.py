@@ -81,7 +81,7 @@ def test_unrated_models_are_named_on_stderr_and_listed_as_not_rated_in_json(tmp_
 def test_a_lone_winner_is_not_rated_above_a_real_group(tmp_path):
     """a, b, c beat each other in a cycle; X beat Y once: X and Y form no rateable group."""
     cycle = [("a", "b"), ("b", "c"), ("c", "a")] * 3
-    battles = [{"model_a": w, "model_b": l, "winner": "model_a"} for w, l in cycle]
+    battles = [{"model_a": a, "model_b": b, "winner": "model_a"} for a, b in cycle]
     battles.append({"model_a": "X", "model_b": "Y", "winner": "model_a"})
     path = tmp_path / "battles.json"
     path.write_text(json.dumps(battles))

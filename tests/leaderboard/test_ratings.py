@@ -639,7 +639,6 @@ def test_a_pair_that_only_tied_gets_an_honest_interval(n_ties: int) -> None:
         assert row.lower < 1000.0 - 25 and row.upper > 1000.0 + 25
 
 
-
 # --- style control needs data ------------------------------------------------------------------
 
 

@@ -389,7 +389,7 @@ def test_leaderboard_page_with_200_models_costs_a_fixed_number_of_queries(
 def test_two_groups_and_a_lone_winner_are_named_in_api_csv_and_page(
     db: None, client: Client
 ) -> None:
-    """alpha, bravo, charlie play each other; delta and echo only each other; xray beat yank once."""
+    """alpha, bravo, charlie play each other, delta and echo only each other, xray beat yank."""
     rng = np.random.default_rng(11)
     models = {name: model(name) for name in ("alpha", "bravo", "charlie", "delta", "echo")}
     models |= {name: model(name) for name in ("xray", "yank")}

@@ -8,7 +8,8 @@
 within it, with the keys ``model``, ``group``, ``rank``, ``rating``, ``lower``, ``upper``,
 ``battles``, ``rated`` and ``note``: a model that cannot be rated (not in a strongly connected set
 of two or more models, e.g. only wins) has ``rated: false``, null group, rank and numbers, and the
-reason in ``note``; it is also named on stderr. Ranks count within a group. Bad input ends in one line.
+reason in ``note``; it is also named on stderr. Ranks count within a group.
+Bad input ends in one line.
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ def rank_file(
 def format_table(board: Leaderboard) -> str:
     """The leaderboard as a fixed-width text table: group, rank within it, numbers."""
     width = max([len(r.model) for r in board.rows] + [5])
-    head = f"{'group':>5}  {'rank':>4}  {'model':<{width}}  {'rating':>8}  {'lower':>8}  {'upper':>8}"
+    head = (
+        f"{'group':>5}  {'rank':>4}  {'model':<{width}}  {'rating':>8}  {'lower':>8}  {'upper':>8}"
+    )
     lines = [head + "  battles"]
     for r in board.rows:
         if r.rank is None:
@@ -135,7 +138,8 @@ def format_table(board: Leaderboard) -> str:
             lines.append(f"style {c.name}: {c.value:+.4f} [{c.lower:+.4f}, {c.upper:+.4f}]")
     if board.n_groups > 1:
         lines.append(
-            f"note: {board.n_groups} groups of models; ratings and ranks compare only within a group"
+            f"note: {board.n_groups} groups of models; "
+            "ratings and ranks compare only within a group"
         )
     return "\n".join(lines) + "\n"
 
