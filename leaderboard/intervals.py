@@ -245,8 +245,10 @@ def bootstrap_intervals(
     lam_full = l2 + ridge * float(p.t.sum())
     h = pair_laplacian(n, p.i, p.j, p.t * sig * (1 - sig), lam_full)
     hinv = np.linalg.inv(anchor_groups(h, labels) if l2 == 0 else h)
-    # Re-anchoring a round is a projection onto the anchor's centring (module docstring).
-    proj_t = anchor_projection(labels, anchor_weights(counts)).T
+    # Re-anchoring a round: shift each group by the weighted mean of its change from theta.
+    onehot = (labels[:, None] == np.arange(labels.max(initial=0) + 1)).astype(np.float64)
+    weights = anchor_weights(counts)
+    group_weight = np.maximum(weights @ onehot, 1e-300)
     flat, mean_weight = _one_sided_pairs(counts, p)
     rows = np.arange(p.i.size)
     inc = sparse.csr_matrix(
@@ -288,7 +290,8 @@ def bootstrap_intervals(
             if not gnorm < tol:
                 raise ConvergenceError(f"bootstrap round did not converge (gradient {gnorm:.2e})")
         if l2 == 0:
-            th = theta + np.einsum("rk,kj->rj", th - theta, proj_t)
+            shift = np.einsum("rk,kc->rc", (th - theta) * weights, onehot) / group_weight
+            th -= shift[:, labels]
         return th
 
     samples = run_rounds(rounds, rng, chunk, workers=workers, progress=progress)

@@ -7,8 +7,8 @@ centred by the same anchor as the ratings (the battle-weighted mean of that aren
 
 Monte-Carlo error decides what is asserted. The models of an arena other than a thin one are
 exchangeable (same draw of strengths, same share of battles), so each has the same true coverage
-and their pooled share estimates it with a standard error of about 0.5 points here: that share
-must lie in 93-97%. A single model's share rests on the arenas alone (standard error 1.3-1.5
+and their pooled share estimates it with a standard error of 0.4-0.6 points here: that share
+must lie in 93-97%. A single model's share rests on the arenas alone (standard error 1.3-1.8
 points at these sizes), so each model, the thin one included, must lie within 95% +/- 3.5
 standard errors; ``benchmarks/coverage.py`` runs the long version (per-model figures in
 docs/benchmarks.md).
