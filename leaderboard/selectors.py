@@ -405,9 +405,13 @@ def model_card(snapshot: LeaderboardSnapshot | None, name: str) -> dict[str, Any
                 ci_plus=_delta(row["upper"], row["rating"]),
                 ci_minus=_delta(row["rating"], row["lower"]),
                 rank=row["rank"],
+                group=_group(row),
                 rank_style_control=styled["rank"] if styled else None,
                 rating_style_control=styled["rating"] if styled else None,
-                n_models=len(result["rows"]),
+                # Ranks count within a group: "2 of 5" counts the models of its group.
+                n_models=sum(_group(r) == _group(row) for r in result["rows"])
+                if _group(row) is not None
+                else len(result["rows"]),
                 note=row["note"],
             )
         card["categories"].append(entry)

@@ -416,6 +416,10 @@ def test_two_groups_and_a_lone_winner_are_named_in_api_csv_and_page(
     page = client.get("/leaderboard").content.decode()
     assert "Group</button>" in page and 'id="groups-note"' in page
     assert "These votes form 2 groups of models" in page
+    card = client.get("/api/models/delta").json()
+    overall = next(c for c in card["categories"] if c["category"] == "overall")
+    assert (overall["group"], overall["n_models"]) == (2, 2)
+    assert "of 2 (group 2)" in client.get("/leaderboard/models/delta").content.decode()
 
 
 def test_style_control_on_a_handful_of_votes_says_not_available(db: None, client: Client) -> None:
