@@ -49,9 +49,11 @@ def sampling_plan_create(*, pool: Sequence[ArenaModel]) -> SamplingPlan:
     counts = aggregate_counts(data.model_a, data.model_b, data.outcome, len(names))
     n = len(pool)
     theta, covariance = np.full(n, np.nan), np.full((n, n), np.nan)
-    rated = comparison_structure(counts).identifiable
+    structure = comparison_structure(counts)
+    rated = structure.identifiable
     if rated.sum() >= 2:
-        sub, kept = counts.restrict(rated)
+        # Battles between two rateable groups all went one way: each group is fitted on its own.
+        sub, kept = counts.restrict(rated, labels=structure.group)
         fitted = fit_bradley_terry(sub)
         fitted_cov = sandwich_covariance(sub, fitted)
         position = {int(model_index): k for k, model_index in enumerate(kept)}

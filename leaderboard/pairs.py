@@ -107,12 +107,19 @@ class PairCounts:
         per = np.bincount(self.i, self.count, n) + np.bincount(self.j, self.count, n)
         return per.astype(np.int64)
 
-    def restrict(self, keep: NDArray[np.bool_]) -> tuple[PairCounts, Int]:
-        """Cells among the models where ``keep`` is true, re-indexed; also the kept indices."""
+    def restrict(
+        self, keep: NDArray[np.bool_], *, labels: Int | None = None
+    ) -> tuple[PairCounts, Int]:
+        """Cells among the models where ``keep`` is true, re-indexed; also the kept indices.
+
+        With ``labels``, only cells between two models of the same label are kept.
+        """
         index = np.flatnonzero(keep).astype(np.int64)
         new = np.full(self.n_models, -1, dtype=np.int64)
         new[index] = np.arange(index.size)
         m = keep[self.i] & keep[self.j]
+        if labels is not None:
+            m &= labels[self.i] == labels[self.j]
         c = PairCounts(
             index.size, new[self.i[m]], new[self.j[m]], self.outcome[m], self.count[m],
             self.unit_weight[m],
@@ -242,50 +249,57 @@ def anchor_groups(hessian: Float, labels: Int) -> Float:
 
 @dataclass(frozen=True)
 class Structure:
-    """Which models an unpenalised fit can rate (see the module docstring)."""
+    """Which models an unpenalised fit can rate, and in which group (:mod:`leaderboard.ratings`).
 
-    component: Int  # connected group per model, largest first; -1 without battles
+    ``group`` numbers the rateable sets 0, 1, ... biggest first (-1: not rated); ``component``
+    numbers the connected groups of the comparison graph the same way (-1: no battles).
+    """
+
+    component: Int
     identifiable: NDArray[np.bool_]
     reason: tuple[str, ...]  # "" when identifiable
     n_components: int
+    group: Int
+    n_groups: int
+
+
+def _numbered_biggest_first(labels: Int, members: NDArray[np.bool_], weight: Int) -> Int:
+    """Relabel the sets ``labels[members]`` 0, 1, ... by size, then weight, then first model."""
+    n = labels.size
+    sets = np.unique(labels[members])
+    key = [
+        (-int(np.sum(members & (labels == s))), -int(weight[members & (labels == s)].sum()), int(s))
+        for s in sets
+    ]
+    order = [int(sets[k]) for k in sorted(range(sets.size), key=lambda k: key[k])]
+    number = dict(zip(order, range(len(order)), strict=True))
+    return np.array([number[int(labels[m])] if members[m] else -1 for m in range(n)], np.int64)
 
 
 def comparison_structure(counts: PairCounts) -> Structure:
-    """Connected groups of the comparison graph and the models with a finite unpenalised strength.
+    """Rateable groups: the strongly connected sets of two or more models.
 
-    Within each group the win graph (i -> j when i won or tied against j at least once) is split
-    into strongly connected sets; the largest is rated, the others are reported.
+    In the directed graph with an edge i -> j when i beat or tied j at least once (a tie is an
+    edge both ways), an unpenalised strength is finite exactly for the models of a strongly
+    connected set of at least two models, relative to the other models of that set. Between two
+    such sets every battle went one way, so their strengths are infinitely far apart: each set is
+    its own group, rated and ranked on its own battles. A model outside every such set (only
+    wins, only losses, or a lone model beating one set and losing to another) is not rated.
     """
     n = counts.n_models
     battles = counts.battles_per_model()
     has = battles > 0
-    weak = component_labels(n, counts.i, counts.j)
-    sizes = np.bincount(weak[has], minlength=n)
-    order = np.argsort(-sizes, kind="stable")
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    component = np.where(has, rank[weak], -1)
+    component = _numbered_biggest_first(component_labels(n, counts.i, counts.j), has, battles)
     won = counts.outcome != 1
     lost = counts.outcome != 0
     src = np.concatenate([counts.i[won], counts.j[lost]])
     dst = np.concatenate([counts.j[won], counts.i[lost]])
     digraph = sparse.coo_matrix((np.ones(src.size), (src, dst)), shape=(n, n))
     _, strong = csgraph.connected_components(digraph, directed=True, connection="strong")
-    key = component * (n + 1) + strong
-    best: dict[int, tuple[int, int, int]] = {}
-    for c in np.unique(component[has]):
-        members = np.flatnonzero(component == c)
-        sets, size = np.unique(strong[members], return_counts=True)
-        weight = [int(battles[members[strong[members] == s]].sum()) for s in sets]
-        k = max(range(sets.size), key=lambda x: (size[x], weight[x]))
-        best[int(c)] = (int(sets[k]), int(size[k]), weight[k])
-    identifiable = np.array(
-        [
-            has[m] and key[m] == component[m] * (n + 1) + best[int(component[m])][0]
-            for m in range(n)
-        ],
-        dtype=bool,
-    )
+    strong = np.asarray(strong, dtype=np.int64)
+    size = np.bincount(strong, weights=has, minlength=n)
+    identifiable = has & (size[strong] >= 2)
+    group = _numbered_biggest_first(strong, identifiable, battles)
     n_wins = np.bincount(src, minlength=n)
     n_losses = np.bincount(dst, minlength=n)
     reasons = []
@@ -299,8 +313,11 @@ def comparison_structure(counts: PairCounts) -> Structure:
         elif n_wins[m] == 0:
             reasons.append("only losses")
         else:
-            reasons.append("won or lost every battle between its set of models and the rest")
-    return Structure(component, identifiable, tuple(reasons), len(best))
+            reasons.append("in no cycle of wins or ties with other models")
+    n_components = int(component.max(initial=-1)) + 1
+    return Structure(
+        component, identifiable, tuple(reasons), n_components, group, int(group.max(initial=-1)) + 1
+    )
 
 
 def battle_count_matrix(counts: PairCounts) -> Int:

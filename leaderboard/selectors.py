@@ -183,11 +183,22 @@ def table_rows(
                 "battles": row["battles"],
                 "status": status,
                 "provisional": status != "rated",
+                "group": _group(row),
                 "note": row["note"],
             }
         )
-    table.sort(key=lambda r: _STATUS_ORDER[r["status"]])  # stable: keeps the rating order
+    # Groups biggest first (ranks and ratings compare only within one), rated before provisional
+    # within a group, models in no group last; stable, so the rating order stays.
+    table.sort(key=lambda r: (r["group"] is None, r["group"] or 0, _STATUS_ORDER[r["status"]]))
     return table
+
+
+def _group(row: dict[str, Any]) -> int | None:
+    """The rateable group of a stored row (snapshots before groups had one group: 1)."""
+    if "group" in row:
+        group: int | None = row["group"]
+        return group
+    return 1 if row["rank"] is not None else None
 
 
 def leaderboard_table(
@@ -212,6 +223,8 @@ def leaderboard_meta(
         "category": category,
         "style_control": style_control,
         "valid_votes": payload.results[category]["n_battles"],
+        "groups": len({_group(row) for row in payload.results[category]["rows"]} - {None}),
+        "style_control_note": payload.results[category].get("style_error", ""),
         "total_valid_votes": snapshot.n_battles,
         "min_battles": MIN_BATTLES,
         "categories": list(payload.results),
@@ -392,9 +405,13 @@ def model_card(snapshot: LeaderboardSnapshot | None, name: str) -> dict[str, Any
                 ci_plus=_delta(row["upper"], row["rating"]),
                 ci_minus=_delta(row["rating"], row["lower"]),
                 rank=row["rank"],
+                group=_group(row),
                 rank_style_control=styled["rank"] if styled else None,
                 rating_style_control=styled["rating"] if styled else None,
-                n_models=len(result["rows"]),
+                # Ranks count within a group: "2 of 5" counts the models of its group.
+                n_models=sum(_group(r) == _group(row) for r in result["rows"])
+                if _group(row) is not None
+                else len(result["rows"]),
                 note=row["note"],
             )
         card["categories"].append(entry)

@@ -25,9 +25,12 @@ from leaderboard.ratings import (
     compute_leaderboard,
     predicted_win_matrix,
 )
+from leaderboard.style import StyleUnavailableError
 
 _ENGINE_FILES = (
     "ratings.py",
+    "bt.py",
+    "intervals.py",
     "pairs.py",
     "style.py",
     "categories.py",
@@ -182,6 +185,7 @@ def _rows(board: Leaderboard) -> list[dict[str, Any]]:
             "rank": row.rank,
             "battles": row.battles,
             "identifiable": row.identifiable,
+            "group": row.group,
             "note": row.note,
         }
         for row in board.rows
@@ -213,6 +217,9 @@ def _category_result(
                 style_control=True,
                 confidence=params["confidence"],
             )
+        except StyleUnavailableError as error:
+            # Too few votes for style control: no numbers, the reason instead.
+            result["style_error"] = str(error)
         except (np.linalg.LinAlgError, ConvergenceError) as error:
             # E.g. too few battles in this category for the style model (a feature that never
             # varies is left out by the fit itself): the category keeps its plain ratings and
@@ -222,7 +229,7 @@ def _category_result(
         result["style_rows"] = _rows(style_board)
         result["style"] = [
             {"name": c.name, "value": _precise(c.value), "lower": _precise(c.lower),
-             "upper": _precise(c.upper)}
+             "upper": _precise(c.upper), "note": c.note}
             for c in style_board.style
         ]  # fmt: skip
     rated = [i for i, row in enumerate(board.rows) if row.battles > 0]

@@ -18,17 +18,31 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit
 
-from leaderboard.pairs import Battles, Float, Int, anchor_groups, component_labels
-from leaderboard.ratings import (
+from leaderboard.bt import ConvergenceError
+from leaderboard.intervals import (
     BOOTSTRAP_RIDGE,
     CHORD_MAX_ITER,
-    ConvergenceError,
     Progress,
+    percentile_bounds,
     run_rounds,
     z_score,
 )
+from leaderboard.pairs import Battles, Float, Int, anchor_groups, component_labels
 
 STYLE_NAMES = ("answer_tokens", "headers", "lists", "bold")
+
+# Below these, style control reports "not available" (or leaves a feature out) instead of numbers.
+# A coefficient's standard error is about 2 / sqrt(battles where the feature differs) log-odds per
+# standard deviation, and strengths need tens of battles per model on top: with fewer battles the
+# fit sits near separation (a 6-vote demo gave a "lists" coefficient of -13.4 with a tight interval
+# and ratings of -5,500). The thresholds keep that error under about 0.35 and leave ordinary arenas
+# (thousands of votes) untouched.
+STYLE_MIN_BATTLES = 100
+STYLE_MIN_DIFFERING = 30
+
+
+class StyleUnavailableError(ValueError):
+    """Style control cannot be fitted on these battles; the message says why."""
 
 
 def style_features(style_a: Float, style_b: Float) -> Float:
@@ -58,17 +72,27 @@ class _Data:
     y: Float
     x: Float
     labels: Int | None  # groups to centre (unpenalised fits)
+    anchor: Float  # battle weight per model: the anchor's weights (leaderboard.intervals)
 
 
 def _data(
-    model_a: NDArray[Any], model_b: NDArray[Any], outcome: NDArray[Any], n: int, x: Float, l2: float
-) -> tuple[_Data, NDArray[np.bool_]]:
+    model_a: NDArray[Any],
+    model_b: NDArray[Any],
+    outcome: NDArray[Any],
+    n: int,
+    x: Float,
+    l2: float,
+    weight: Float | None,
+) -> tuple[_Data, Float]:
     a, b = np.asarray(model_a, dtype=np.int64), np.asarray(model_b, dtype=np.int64)
     keep = a != b
     a, b = a[keep], b[keep]
+    w = np.ones(a.size) if weight is None else np.asarray(weight, dtype=np.float64)[keep]
     y = np.array([1.0, 0.0, 0.5, 0.5])[np.asarray(outcome)[keep]]
     labels = component_labels(n, a, b) if l2 == 0 else None
-    return _Data(n, a, b, a * n + b, y, np.asarray(x, dtype=np.float64)[keep], labels), keep
+    anchor = np.asarray(np.bincount(a, w, n) + np.bincount(b, w, n), dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)[keep]
+    return _Data(n, a, b, a * n + b, y, x, labels, anchor), w
 
 
 def _split(d: _Data, params: Float) -> tuple[Float, Float]:
@@ -118,11 +142,13 @@ def _inverse(d: _Data, h: Float) -> Float:
 
 
 def _centre(d: _Data, params: Float) -> Float:
+    """Strengths centred at their battle-weighted mean within each group (the ratings' anchor)."""
     if d.labels is not None:
         th = params[..., : d.n]
-        sizes = np.bincount(d.labels)
-        onehot = (d.labels[:, None] == np.arange(sizes.size)).astype(np.float64)
-        params[..., : d.n] = th - (th @ onehot / sizes)[..., d.labels]
+        onehot = (d.labels[:, None] == np.arange(d.labels.max(initial=0) + 1)).astype(np.float64)
+        w = np.where((d.anchor @ onehot)[d.labels] > 0, d.anchor, 1.0)
+        mean = (th * w) @ onehot / (w @ onehot)
+        params[..., : d.n] = th - mean[..., d.labels]
     return params
 
 
@@ -190,8 +216,7 @@ def fit_style_control(
     ConvergenceError
         The tolerance was not reached, e.g. because some model only wins and ``l2 == 0``.
     """
-    d, keep = _data(model_a, model_b, outcome, n_models, features, l2)
-    w = np.ones(d.a.size) if weight is None else np.asarray(weight, dtype=np.float64)[keep]
+    d, w = _data(model_a, model_b, outcome, n_models, features, l2, weight)
     params, gnorm = _newton(d, w, np.zeros(n_models + d.x.shape[1]), l2, tol, max_iter)
     if not gnorm < tol:
         raise ConvergenceError(
@@ -212,8 +237,7 @@ def style_sandwich_covariance(
     l2: float = 0.0,
 ) -> Float:
     """Covariance ``H^-1 G H^-1`` of (theta, beta) from per-battle score outer products."""
-    d, keep = _data(model_a, model_b, outcome, n_models, features, l2)
-    w = np.ones(d.a.size) if weight is None else np.asarray(weight, dtype=np.float64)[keep]
+    d, w = _data(model_a, model_b, outcome, n_models, features, l2, weight)
     params = np.concatenate([fit.theta, fit.beta])
     _, p = _prob(d, params)
     hinv = _inverse(d, _outer(d, w * p * (1 - p), l2))
@@ -242,8 +266,7 @@ def style_bootstrap(
     A round weights each battle by how often it was drawn and refits from ``fit`` by Newton steps
     with the full-data Hessian (damped Newton for rounds that do not converge that way).
     """
-    d, keep = _data(model_a, model_b, outcome, n_models, features, l2)
-    w = np.ones(d.a.size) if weight is None else np.asarray(weight, dtype=np.float64)[keep]
+    d, w = _data(model_a, model_b, outcome, n_models, features, l2, weight)
     start = np.concatenate([fit.theta, fit.beta])
     ridge = BOOTSTRAP_RIDGE if l2 == 0 else 0.0
     _, p = _prob(d, start)
@@ -281,11 +304,13 @@ class StyleResult:
     beta: Float
     beta_lower: Float
     beta_upper: Float
+    beta_note: tuple[str, ...]  # "" for a fitted coefficient, else why it was left out
 
 
 def style_leaderboard_fit(
     battles: Battles,
     index: Int,
+    labels: Int,
     *,
     l2: float,
     ci: str,
@@ -296,20 +321,46 @@ def style_leaderboard_fit(
     workers: int | None,
     progress: Progress | None,
 ) -> StyleResult:
-    """Style control on the battles among the models ``index`` (re-indexed 0..len(index)-1)."""
+    """Style control on the battles within the groups ``labels`` of the models ``index``.
+
+    The models are re-indexed 0..len(index)-1; battles between two groups are left out.
+
+    Raises
+    ------
+    StyleUnavailableError
+        Fewer than ``STYLE_MIN_BATTLES`` battles, or no feature varies in enough of them.
+    """
     if battles.style_a is None or battles.style_b is None:
         raise ValueError("style control needs per-battle style counts (conversation_a/b)")
     new = np.full(len(battles.names), -1, dtype=np.int64)
     new[index] = np.arange(index.size)
     a, b = new[np.asarray(battles.model_a)], new[np.asarray(battles.model_b)]
     keep = (a >= 0) & (b >= 0) & (a != b)
+    keep[keep] &= labels[a[keep]] == labels[b[keep]]
     a, b, o = a[keep], b[keep], np.asarray(battles.outcome)[keep]
-    features = style_features(battles.style_a[keep], battles.style_b[keep])
-    # A feature that never varies among these battles (no answer in a category used a header)
-    # has no measurable effect and would make the fit singular: it is left out, and reported
-    # with a coefficient of 0 and an interval of [0, 0].
-    varies = np.any(features != 0, axis=0)
-    x = features[:, varies]
+    if a.size < STYLE_MIN_BATTLES:
+        raise StyleUnavailableError(
+            f"style control not available: {a.size} battles among rated models "
+            f"(it needs at least {STYLE_MIN_BATTLES})"
+        )
+    sa, sb = battles.style_a[keep], battles.style_b[keep]
+    differing = np.sum(sa != sb, axis=0)
+    # A feature that rarely differs between the sides (no answer in a category used a header)
+    # has no measurable effect and pushes the fit towards separation: it is left out.
+    varies = differing >= STYLE_MIN_DIFFERING
+    notes = tuple(
+        ""
+        if ok
+        else f"left out: differs between the two answers in {int(k)} battles "
+        f"(needs {STYLE_MIN_DIFFERING})"
+        for ok, k in zip(varies, differing, strict=True)
+    )
+    if not varies.any():
+        raise StyleUnavailableError(
+            "style control not available: no style feature differs between the two answers "
+            f"in at least {STYLE_MIN_DIFFERING} battles"
+        )
+    x = style_features(sa, sb)[:, varies]
     w = None if battles.weight is None else battles.weight[keep]
     n = index.size
     fit = fit_style_control(a, b, o, n, x, weight=w, l2=l2, tol=tol)
@@ -325,7 +376,7 @@ def style_leaderboard_fit(
             a, b, o, n, x, fit, rng=rng, rounds=rounds, weight=w, l2=l2, tol=tol,
             workers=workers, progress=progress,
         )  # fmt: skip
-        lo, up = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0)
-    beta, beta_lo, beta_up = (np.zeros(varies.size) for _ in range(3))
+        lo, up = percentile_bounds(samples, confidence)
+    beta, beta_lo, beta_up = (np.full(varies.size, np.nan) for _ in range(3))
     beta[varies], beta_lo[varies], beta_up[varies] = fit.beta, lo[n:], up[n:]
-    return StyleResult(fit.theta, lo[:n], up[:n], beta, beta_lo, beta_up)
+    return StyleResult(fit.theta, lo[:n], up[:n], beta, beta_lo, beta_up, notes)

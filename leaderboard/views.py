@@ -21,6 +21,7 @@ from leaderboard.models import LeaderboardSnapshot
 CSV_FIELDS = [
     "rank", "model", "display_name", "rating", "lower", "upper", "battles", "organization",
     "license", "rank_plain", "rank_style_control", "status", "deprecated", "ci_plus", "ci_minus",
+    "group", "note",
 ]  # fmt: skip
 NO_SNAPSHOT = "No leaderboard yet: no snapshot was computed."
 
@@ -94,6 +95,8 @@ def _board_context(
         "min_battles": selectors.MIN_BATTLES,
         "n_battles": result["n_battles"],
         "has_style": bool(result.get("style_rows")),
+        "style_note": result.get("style_error", ""),
+        "groups": len({r["group"] for r in shown} - {None}),
         "style_coefficients": result.get("style", []),
     }
 

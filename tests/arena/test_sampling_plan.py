@@ -106,3 +106,24 @@ def test_battle_create_draws_with_the_plan(arena_with_votes) -> None:
         ]
     newcomer = sum("m4" in (b.model_a.name, b.model_b.name) for b in battles)
     assert newcomer > 60 * 2 / 5  # more than its weighted share
+
+
+def test_a_plan_is_made_when_two_rateable_groups_met_one_way(arena_with_votes) -> None:
+    """The newcomer tied a second newcomer both ways and lost twice to m0: two rateable groups
+    joined by one-sided battles; each is fitted on its own battles, no infinite strengths."""
+    models = arena_with_votes
+    extra = ArenaModel.objects.create(name="m5", display_name="M5", backend="local")
+    pairs = [
+        (models[4], extra, "tie"),
+        (extra, models[4], "tie"),
+        (models[0], models[4], "model_a"),
+    ]
+    for a, b, outcome in pairs + pairs[2:]:
+        battle = Battle.objects.create(model_a=a, model_b=b, visitor_id="v")
+        Vote.objects.create(
+            battle=battle, model_a=a, model_b=b, outcome=outcome, visitor_id="v",
+            conversation_a=[], conversation_b=[], turns=1, prompt_chars=10,
+            battle_started_at=battle.created_at,
+        )  # fmt: skip
+    plan = sampling_plan_refresh()
+    assert plan is not None and np.isfinite(plan.probabilities).all()

@@ -30,9 +30,13 @@ def test_json_output_is_one_array_best_first_with_the_documented_keys():
     out, err = rank("--input", log, "--anony-only", "--ci", "sandwich", "--output", "json")
     rows = json.loads(out)
     assert [list(r) for r in rows] == [
-        ["model", "rating", "lower", "upper", "rank", "battles"]
+        ["model", "group", "rank", "rating", "lower", "upper", "battles", "rated", "note"]
     ] * 13
-    assert [r["rating"] for r in rows] == sorted((r["rating"] for r in rows), reverse=True)
+    # Two groups (image generation, image editing) never met: biggest first, best first in each.
+    assert [r["group"] for r in rows] == sorted(r["group"] for r in rows)
+    for group in (1, 2):
+        ratings = [r["rating"] for r in rows if r["group"] == group]
+        assert ratings == sorted(ratings, reverse=True)
     assert all(r["lower"] < r["rating"] < r["upper"] for r in rows)
     assert rows[0]["rank"] == 1 and sum(r["battles"] for r in rows) == 2 * 1515
     assert "read 1515 battles" in err
@@ -50,12 +54,14 @@ def test_table_output_and_elo_method():
     log = str(refdata_dir() / "clean_battle_20240220.json")
     out, _ = rank("--input", log, "--method", "elo", "--ci", "none", "--output", "table")
     lines = out.splitlines()
-    assert lines[0].split()[:6] == ["rank", "model", "rating", "lower", "upper", "battles"]
-    assert len(lines) == 1 + 13
-    assert "imagenhub_PlayGroundV2_generation" in lines[1]
+    assert lines[0].split() == ["group", "rank", "model", "rating", "lower", "upper", "battles"]
+    assert len(lines) == 1 + 13 + 1  # and the note that ranks compare only within a group
+    assert lines[1].split()[:2] == ["1", "1"]
+    top = {line.split()[2] for line in lines[1:14] if line.split()[1] == "1"}
+    assert top == {"imagenhub_PlayGroundV2_generation", "imagenhub_Prompt2prompt_edition"}
 
 
-def test_unrated_models_are_named_on_stderr_and_left_out_of_json(tmp_path):
+def test_unrated_models_are_named_on_stderr_and_listed_as_not_rated_in_json(tmp_path):
     battles = [
         BATTLE,
         dict(BATTLE, winner="model_b"),
@@ -64,8 +70,33 @@ def test_unrated_models_are_named_on_stderr_and_left_out_of_json(tmp_path):
     path = tmp_path / "battles.json"
     path.write_text(json.dumps(battles))
     out, err = rank("--input", str(path), "--ci", "none", "--output", "json")
-    assert [r["model"] for r in json.loads(out)] == ["alpha", "beta"]
+    rows = json.loads(out)
+    assert [(r["model"], r["group"], r["rated"]) for r in rows] == [
+        ("alpha", 1, True), ("beta", 1, True), ("gamma", None, False)
+    ]  # fmt: skip
+    assert rows[2]["note"] == "only wins" and rows[2]["rating"] is None
     assert "not rated: gamma (only wins, 1 battles)" in err
+
+
+def test_a_lone_winner_is_not_rated_above_a_real_group(tmp_path):
+    """a, b, c beat each other in a cycle; X beat Y once: X and Y form no rateable group."""
+    cycle = [("a", "b"), ("b", "c"), ("c", "a")] * 3
+    battles = [{"model_a": a, "model_b": b, "winner": "model_a"} for a, b in cycle]
+    battles.append({"model_a": "X", "model_b": "Y", "winner": "model_a"})
+    path = tmp_path / "battles.json"
+    path.write_text(json.dumps(battles))
+    out, _ = rank("--input", str(path), "--ci", "sandwich", "--output", "json")
+    rows = {r["model"]: r for r in json.loads(out)}
+    assert {m: (r["group"], r["rank"]) for m, r in rows.items() if r["rated"]} == {
+        "a": (1, 1), "b": (1, 1), "c": (1, 1)
+    }  # fmt: skip
+    assert (rows["X"]["rated"], rows["X"]["note"]) == (False, "only wins")
+    assert (rows["Y"]["rated"], rows["Y"]["rating"], rows["Y"]["note"]) == (
+        False, None, "only losses"
+    )  # fmt: skip
+    table, _ = rank("--input", str(path), "--ci", "sandwich")
+    assert [line.split()[:3] for line in table.splitlines()[1:4]] == [["1", "1", m] for m in "abc"]
+    assert "not rated: only losses" in table.splitlines()[-1]
 
 
 @pytest.mark.parametrize(

@@ -368,11 +368,14 @@ def test_models_with_only_wins_or_only_losses_are_reported_not_rated():
     assert not rows["winner"].identifiable and math.isnan(rows["winner"].rating)
     assert [r.model for r in board.rows[-2:]] == ["loser", "winner"]
     assert all(math.isfinite(r.rating) for r in board.rows[:-2])
-    assert {r["model"] for r in board.records()} == set(base.names)
-    # The others are rated as if the unrated models' battles were not there.
-    others = base.select(np.ones(len(base), dtype=bool))
+    assert {r["model"] for r in board.records() if r["rated"]} == set(base.names)
+    # The others are rated as if the unrated models' battles were not there (same anchor).
+    others = counts_of(base.select(np.ones(len(base), dtype=bool)))
+    anchored = R.centre_strengths(
+        R.fit_bradley_terry(others), np.zeros(4, dtype=np.int64), R.anchor_weights(others)
+    )
     assert [rows[m].rating for m in base.names] == pytest.approx(
-        list(R.theta_to_rating(fit(others))), abs=EXACT_ATOL
+        list(R.theta_to_rating(anchored)), abs=EXACT_ATOL
     )
     # With a penalty every model is rated, and still flagged.
     penalised = {r.model: r for r in R.compute_leaderboard(battles, ci="none", l2=0.1).rows}
@@ -453,7 +456,8 @@ def test_style_feature_that_never_varies_is_left_out_not_a_singular_fit():
     battles.style_b[:, 1] = 0
     board = R.compute_leaderboard(battles, style_control=True, ci="sandwich")
     headers = board.style[1]
-    assert (headers.value, headers.lower, headers.upper) == (0.0, 0.0, 0.0)
+    assert all(math.isnan(v) for v in (headers.value, headers.lower, headers.upper))
+    assert headers.note == "left out: differs between the two answers in 0 battles (needs 30)"
     length = board.style[0]
     assert length.lower < 0.5 < length.upper
     # The same fit as on battles that never had the feature at all.
@@ -496,7 +500,9 @@ def test_leaderboard_rows_are_best_first_with_the_documented_keys():
     ratings = [r.rating for r in board.rows]
     assert ratings == sorted(ratings, reverse=True)
     assert board.rows[0].model == "model-004" and board.rows[0].rank == 1
-    assert list(board.records()[0]) == ["model", "rating", "lower", "upper", "rank", "battles"]
+    assert list(board.records()[0]) == [
+        "model", "group", "rank", "rating", "lower", "upper", "battles", "rated", "note"
+    ]  # fmt: skip
     assert sum(r.battles for r in board.rows) == 2 * len(battles)
     elo = R.compute_leaderboard(battles, method="elo", rng=np.random.default_rng(0), rounds=20)
     assert elo.rows[0].model == "model-004"
@@ -567,3 +573,103 @@ def test_no_rateable_model_gives_an_empty_board_not_a_crash(style_control: bool)
         battles, rng=np.random.default_rng(0), rounds=20, style_control=style_control
     )
     assert [row.rank for row in board.rows] == [None] * 4
+
+
+# --- groups: only strongly connected sets of two or more models are rated ----------------------
+
+
+def _battles(names: str, triples: list[tuple[int, int, int]]) -> R.Battles:
+    a, b, o = (np.array(col, dtype=np.int64) for col in zip(*triples, strict=True))
+    return R.Battles(tuple(names), a, b, o)
+
+
+def test_a_lone_winner_is_not_rated_and_the_cycle_is_group_one() -> None:
+    """a, b, c beat each other in a cycle; X beat Y once: X and Y are no group of their own."""
+    battles = _battles("abcXY", [(0, 1, 0), (1, 2, 0), (2, 0, 0)] * 3 + [(3, 4, 0)])
+    for ci in ("sandwich", "bootstrap", "none"):
+        board = R.compute_leaderboard(battles, ci=ci, rng=np.random.default_rng(0), rounds=50)
+        rows = {r.model: r for r in board.rows}
+        assert [r.model for r in board.rows][:3] == ["a", "b", "c"]
+        assert {m: (rows[m].group, rows[m].rank) for m in "abc"} == {m: (1, 1) for m in "abc"}
+        assert (rows["X"].group, rows["X"].rank, rows["X"].note) == (None, None, "only wins")
+        assert (rows["Y"].group, rows["Y"].rank, rows["Y"].note) == (None, None, "only losses")
+        assert math.isnan(rows["Y"].rating) and board.n_groups == 1
+
+
+def test_two_cycles_joined_by_one_sided_battles_are_two_groups() -> None:
+    """{a, b, c} and {d, e} each form a cycle; a beat d twice: two groups, each ranked alone."""
+    cycle = [(0, 1, 0), (1, 2, 0), (2, 0, 0), (0, 1, 1)] * 3
+    pair = [(3, 4, 0), (3, 4, 1), (3, 4, 2)] * 2
+    battles = _battles("abcde", [*cycle, *pair, (0, 3, 0), (0, 3, 0)])
+    board = R.compute_leaderboard(battles, ci="sandwich")
+    groups = {r.model: r.group for r in board.rows}
+    assert groups == {"a": 1, "b": 1, "c": 1, "d": 2, "e": 2}
+    assert [r.model for r in board.rows][-2:] in (["d", "e"], ["e", "d"])
+    assert all(math.isfinite(r.rating) and r.lower < r.rating < r.upper for r in board.rows)
+    assert {r.rank for r in board.rows if r.group == 2} == {1}
+    # Each group is fitted on its own battles (the one-sided a-d battles say nothing inside).
+    alone = R.compute_leaderboard(_battles("de", [(0, 1, 0), (0, 1, 1), (0, 1, 2)] * 2), ci="none")
+    assert [r.rating for r in board.rows if r.group == 2] == pytest.approx(
+        [r.rating for r in alone.rows], abs=EXACT_ATOL
+    )
+    with pytest.raises(R.NotIdentifiableError, match="one way"):
+        fit(battles)
+
+
+@pytest.mark.parametrize("n_ties", [1, 5])
+def test_a_pair_that_only_tied_gets_an_honest_interval(n_ties: int) -> None:
+    """Ties only: the estimate is equal strengths, and the interval is not [1000, 1000].
+
+    With ties as half wins every battle's residual is 0, so the plain sandwich and every
+    bootstrap resample say "no uncertainty". One decisive battle's variance at the fitted odds
+    (p = 1/2) gives each strength a standard error of 1 / n_ties (difference: 2 / n_ties).
+    """
+    battles = _battles("XY", [(0, 1, 2)] * n_ties)
+    sandwich = R.compute_leaderboard(battles, ci="sandwich")
+    z = R.z_score(0.95)
+    for row in sandwich.rows:
+        assert row.rating == pytest.approx(1000.0) and row.group == 1 and row.rank == 1
+        half = (row.upper - row.lower) / 2
+        assert half == pytest.approx(400 / math.log(10) * z / n_ties)
+    # The bootstrap adds to each round one pseudo-battle won with p = 1/2: a round's share is
+    # (n/2 + 1) / (n + 1) or its complement, a log-odds difference of +-ln((n + 2) / n), i.e.
+    # +-0.34 for 5 ties (+-29 points per model) and +-1.10 for 1 tie (+-95 points).
+    boot = R.compute_leaderboard(battles, rng=np.random.default_rng(0), rounds=400)
+    for row in boot.rows:
+        assert row.lower < 1000.0 - 25 and row.upper > 1000.0 + 25
+
+
+# --- style control needs data ------------------------------------------------------------------
+
+
+def test_style_control_on_a_handful_of_votes_is_not_available_with_the_reason() -> None:
+    """Six votes once gave lists -13.4 (-14.5 to -12.3) and ratings of -5,500: now no numbers."""
+    from leaderboard.style import StyleUnavailableError
+
+    rng = np.random.default_rng(22)
+    battles = _battles("abc", [(0, 1, 0), (1, 2, 0), (2, 0, 0), (1, 0, 0), (0, 2, 1), (2, 1, 2)])
+    styled = R.Battles(
+        battles.names, battles.model_a, battles.model_b, battles.outcome,
+        style_a=rng.poisson([300.0, 2, 4, 3], (6, 4)).astype(float),
+        style_b=rng.poisson([300.0, 2, 4, 3], (6, 4)).astype(float),
+        style_names=("answer_tokens", "headers", "lists", "bold"),
+    )  # fmt: skip
+    for ci in ("sandwich", "bootstrap"):
+        with pytest.raises(StyleUnavailableError, match="6 battles among rated models"):
+            R.compute_leaderboard(
+                styled, ci=ci, style_control=True, rng=np.random.default_rng(0), rounds=20
+            )
+
+
+def test_a_style_feature_that_rarely_differs_is_left_out_with_the_reason() -> None:
+    rng = np.random.default_rng(23)
+    battles = simulate(rng, np.linspace(-1, 1, 6), 3000, style=np.array([0.5, 0, 0, 0]))
+    # Both answers have the same number of list items except in 12 battles.
+    battles.style_b[:, 2] = battles.style_a[:, 2]
+    battles.style_b[:12, 2] += 1
+    board = R.compute_leaderboard(battles, style_control=True, ci="sandwich")
+    lists = board.style[2]
+    assert lists.note == "left out: differs between the two answers in 12 battles (needs 30)"
+    assert math.isnan(lists.value) and math.isnan(lists.lower)
+    length = board.style[0]
+    assert length.note == "" and length.lower < 0.5 < length.upper

@@ -24,7 +24,7 @@ STRENGTHS = {"alpha": 1.2, "bravo": 0.8, "charlie": 0.4, "delta": 0.0, "retired"
 STABLE_ROW_FIELDS = {
     "rank", "model", "display_name", "rating", "lower", "upper", "battles", "organization",
     "license", "enabled", "rank_plain", "rank_style_control", "ci_plus", "ci_minus", "note",
-    "deprecated", "status", "provisional",
+    "deprecated", "status", "provisional", "group",
 }  # fmt: skip
 
 
@@ -381,3 +381,63 @@ def test_leaderboard_page_with_200_models_costs_a_fixed_number_of_queries(
         assert client.get("/api/leaderboard").status_code == 200
     with django_assert_num_queries(3):
         assert client.get("/leaderboard/models/model-007").status_code == 200
+
+
+# --- groups and style control on thin data ------------------------------------------------------
+
+
+def test_two_groups_and_a_lone_winner_are_named_in_api_csv_and_page(
+    db: None, client: Client
+) -> None:
+    """alpha, bravo, charlie play each other, delta and echo only each other, xray beat yank."""
+    rng = np.random.default_rng(11)
+    models = {name: model(name) for name in ("alpha", "bravo", "charlie", "delta", "echo")}
+    models |= {name: model(name) for name in ("xray", "yank")}
+    add_votes(models, 90, rng=rng, pairs=[("alpha", "bravo"), ("bravo", "charlie"),
+                                          ("charlie", "alpha")])  # fmt: skip
+    add_votes(models, 40, rng=rng, pairs=[("delta", "echo")])
+    add_votes(models, 1, rng=rng, pairs=[("xray", "yank")])
+    Vote.objects.filter(model_a__name="xray").update(outcome="model_a")
+    assert leaderboard_snapshot_create() is not None
+    data = client.get("/api/leaderboard").json()
+    rows = {r["model"]: r for r in data["rows"]}
+    assert [r["group"] for r in data["rows"]] == [1, 1, 1, 2, 2, None, None]
+    assert {rows[m]["group"] for m in ("alpha", "bravo", "charlie")} == {1}
+    assert {rows[m]["group"] for m in ("delta", "echo")} == {2}
+    assert 1 in {rows["delta"]["rank"], rows["echo"]["rank"]}
+    assert (rows["xray"]["status"], rows["xray"]["note"], rows["xray"]["rating"]) == (
+        "unrated", "only wins", None
+    )  # fmt: skip
+    assert (rows["yank"]["rank"], rows["yank"]["note"]) == (None, "only losses")
+    assert data["meta"]["groups"] == 2
+    records = list(csv.DictReader(io.StringIO(client.get("/api/leaderboard.csv").content.decode())))
+    assert [(r["model"], r["group"]) for r in records][-2:] == [("xray", ""), ("yank", "")]
+    assert {r["group"] for r in records} == {"1", "2", ""}
+    page = client.get("/leaderboard").content.decode()
+    assert "Group</button>" in page and 'id="groups-note"' in page
+    assert "These votes form 2 groups of models" in page
+    card = client.get("/api/models/delta").json()
+    overall = next(c for c in card["categories"] if c["category"] == "overall")
+    assert (overall["group"], overall["n_models"]) == (2, 2)
+    assert "of 2 (group 2)" in client.get("/leaderboard/models/delta").content.decode()
+
+
+def test_style_control_on_a_handful_of_votes_says_not_available(db: None, client: Client) -> None:
+    """Six valid votes once showed lists -13.4 (-14.5 to -12.3) and a style rating of -5,507.8."""
+    rng = np.random.default_rng(12)
+    models = {name: model(name) for name in ("alpha", "bravo", "charlie")}
+    add_votes(models, 6, rng=rng, pairs=[("alpha", "bravo"), ("bravo", "charlie"),
+                                         ("charlie", "alpha")])  # fmt: skip
+    snapshot = leaderboard_snapshot_create()
+    assert snapshot is not None
+    overall = snapshot.results["overall"]
+    assert "style_rows" not in overall and "style" not in overall
+    data = client.get("/api/leaderboard?style_control=1").json()
+    note = data["meta"]["style_control_note"]
+    assert note.startswith("style control not available: 6 battles among rated models")
+    card = client.get("/api/models/alpha").json()
+    entry = next(c for c in card["categories"] if c["category"] == "overall")
+    assert entry["rating_style_control"] is None
+    page = client.get("/leaderboard").content.decode()
+    assert 'id="style-note"' in page and "not available: 6 battles" in page
+    assert 'id="style-coefficients"' not in page

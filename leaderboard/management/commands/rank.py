@@ -4,9 +4,12 @@
         [--ci bootstrap|sandwich|none] [--rounds N] [--seed S] [--style-control]
         [--output json|table]
 
-``--output json`` prints one JSON array, best first, of objects with the keys ``model``, ``rating``,
-``lower``, ``upper``, ``rank`` and ``battles``. Models that cannot be rated (only wins or only
-losses without a penalty) are left out of it and named on stderr. Bad input ends in one line.
+``--output json`` prints one JSON array of every model, by group (biggest first) and best first
+within it, with the keys ``model``, ``group``, ``rank``, ``rating``, ``lower``, ``upper``,
+``battles``, ``rated`` and ``note``: a model that cannot be rated (not in a strongly connected set
+of two or more models, e.g. only wins) has ``rated: false``, null group, rank and numbers, and the
+reason in ``note``; it is also named on stderr. Ranks count within a group.
+Bad input ends in one line.
 """
 
 from __future__ import annotations
@@ -115,26 +118,28 @@ def rank_file(
 
 
 def format_table(board: Leaderboard) -> str:
-    """The leaderboard as a fixed-width text table."""
+    """The leaderboard as a fixed-width text table: group, rank within it, numbers."""
     width = max([len(r.model) for r in board.rows] + [5])
-    groups = board.n_components > 1
-    head = f"{'rank':>4}  {'model':<{width}}  {'rating':>8}  {'lower':>8}  {'upper':>8}  battles"
-    lines = [head + ("  group" if groups else "")]
+    head = (
+        f"{'group':>5}  {'rank':>4}  {'model':<{width}}  {'rating':>8}  {'lower':>8}  {'upper':>8}"
+    )
+    lines = [head + "  battles"]
     for r in board.rows:
         if r.rank is None:
-            cells = f"{'-':>4}  {r.model:<{width}}  {'-':>8}  {'-':>8}  {'-':>8}  {r.battles:>7}"
-            cells += f"  {r.component:>5}" if groups else ""
-            lines.append(f"{cells}  not rated: {r.note}")
+            cells = f"{'-':>5}  {'-':>4}  {r.model:<{width}}  {'-':>8}  {'-':>8}  {'-':>8}"
+            lines.append(f"{cells}  {r.battles:>7}  not rated: {r.note}")
             continue
-        cells = f"{r.rank:>4}  {r.model:<{width}}  {r.rating:>8.1f}  {r.lower:>8.1f}"
-        cells += f"  {r.upper:>8.1f}  {r.battles:>7}" + (f"  {r.component:>5}" if groups else "")
-        lines.append(cells)
+        cells = f"{r.group:>5}  {r.rank:>4}  {r.model:<{width}}  {r.rating:>8.1f}  {r.lower:>8.1f}"
+        lines.append(cells + f"  {r.upper:>8.1f}  {r.battles:>7}")
     for c in board.style:
-        lines.append(f"style {c.name}: {c.value:+.4f} [{c.lower:+.4f}, {c.upper:+.4f}]")
-    if groups and board.method == "bt":
+        if c.note:
+            lines.append(f"style {c.name}: {c.note}")
+        else:
+            lines.append(f"style {c.name}: {c.value:+.4f} [{c.lower:+.4f}, {c.upper:+.4f}]")
+    if board.n_groups > 1:
         lines.append(
-            f"note: {board.n_components} groups of models never met; "
-            "ratings compare only within a group"
+            f"note: {board.n_groups} groups of models; "
+            "ratings and ranks compare only within a group"
         )
     return "\n".join(lines) + "\n"
 
