@@ -16,10 +16,11 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit
 
+from arena.facts import STYLE_NAMES
 from leaderboard.intervals import anchor_weights, centre_strengths
 from leaderboard.pairs import Battles, Float, aggregate_counts
 from leaderboard.ratings import compute_leaderboard
-from leaderboard.style import STYLE_NAMES, style_features
+from leaderboard.style import style_features
 
 _STYLE_MEANS = (300.0, 2.0, 4.0, 3.0)
 

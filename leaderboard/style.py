@@ -29,8 +29,6 @@ from leaderboard.intervals import (
 )
 from leaderboard.pairs import Battles, Float, Int, anchor_groups, component_labels
 
-STYLE_NAMES = ("answer_tokens", "headers", "lists", "bold")
-
 # Below these, style control reports "not available" (or leaves a feature out) instead of numbers.
 # A coefficient's standard error is about 2 / sqrt(battles where the feature differs) log-odds per
 # standard deviation, and strengths need tens of battles per model on top: with fewer battles the
