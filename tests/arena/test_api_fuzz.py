@@ -320,6 +320,17 @@ def test_a_prompt_with_nul_is_refused_with_a_reason(
         assert "NUL" in reply.json()["error"]
 
 
+def test_nesting_is_refused_past_32_levels(db: None, cast: dict) -> None:
+    def body(depth: int) -> bytes:  # the object itself is level 1
+        return b'{"prompt": "Hi", "x": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+    client = Client()
+    assert client.generic("POST", "/battles", body(32), "application/json").status_code == 201
+    reply = client.generic("POST", "/battles", body(33), "application/json")
+    assert reply.status_code == 400
+    assert reply.json()["error"] == "The request body is nested too deeply: at most 32 levels."
+
+
 @FUZZ
 @given(
     path=st.sampled_from(["/battles/{done}", "/battles/{done}/stream", "/battles/{id}/stream",

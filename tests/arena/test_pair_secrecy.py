@@ -51,9 +51,7 @@ def _battle_played(visitor: Client, prompt: str, look: list[str]) -> None:
     created = visitor.post("/battles", {"prompt": prompt}, content_type="application/json")
     assert created.status_code == 201, created.content
     battle_id = created.json()["id"]
-    responses = list(
-        Response.objects.filter(turn__battle_id=battle_id).select_related("model")
-    )
+    responses = list(Response.objects.filter(turn__battle_id=battle_id).select_related("model"))
     client = redis_client()
     for response in responses:
         holder = f"secrecy-{response.id}"

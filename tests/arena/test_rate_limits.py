@@ -75,9 +75,7 @@ def test_the_429_says_when_to_come_back() -> None:
     assert 86000 < refused.value.retry_after <= 86400
 
 
-def test_all_the_limits_of_a_battle_take_one_redis_round_trip(
-    cast: dict, settings: Any
-) -> None:
+def test_all_the_limits_of_a_battle_take_one_redis_round_trip(cast: dict, settings: Any) -> None:
     redis_client().flushdb()
     client = redis_client()
     # The first call on a Redis server also loads the script (SCRIPT LOAD); count the rest.
