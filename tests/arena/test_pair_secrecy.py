@@ -112,3 +112,26 @@ def test_the_token_still_reads_every_series_per_model(cast: dict[str, ArenaModel
         assert f'arena_model_slots_in_use{{model="{name}"}} 0.0' in text
     ready = operator.get("/readyz?workers=1").json()
     assert "model.tiny-a" in ready["checks"]["workers"]["error"]
+
+
+LEADERBOARD = ["/api/leaderboard", "/api/leaderboard.csv", "/leaderboard"] + [
+    f"{prefix}/{name}" for prefix in ("/api/models", "/leaderboard/models")
+    for name in ("tiny-a", "tiny-b", "broken")
+]  # fmt: skip
+
+
+@override_settings(ARENA_METRICS_NETWORKS=EVERYONE)
+def test_the_leaderboard_does_not_move_while_a_battle_runs(cast: dict[str, ArenaModel]) -> None:
+    """The leaderboard names models by design: it must not change before a battle's vote."""
+    visitor = Client()
+
+    def leaderboard() -> list[bytes]:
+        replies = [visitor.get(path) for path in LEADERBOARD]
+        assert all(reply.status_code in (200, 404) for reply in replies)
+        return [reply.content for reply in replies]
+
+    before = leaderboard()
+    during: list[str] = []
+    for k in range(2):
+        _battle_played(visitor, f"Question {k}?", during)
+        assert leaderboard() == before
