@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import wraps
 from typing import Any
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
@@ -99,17 +100,51 @@ def json_api(*, methods: tuple[str, ...]) -> Callable[[View], AsyncView]:
     return decorate
 
 
+# The API's bodies are flat objects; deeper nesting is refused before any code walks it (a repr
+# of a 1,000-deep list would exceed Python's recursion limit).
+MAX_BODY_DEPTH = 32
+
+
 def _body(request: HttpRequest) -> dict[str, Any]:
-    """The request's fields, from a JSON object or a form."""
+    """The request's fields, from a JSON object or a form; 400 with the reason for anything
+    that cannot be stored as it is.
+
+    orjson, not the json module: it refuses invalid UTF-8 and lone surrogates (`"\\ud800"`),
+    which no database can store, refuses NaN and numbers that overflow a double (the json
+    module raises ValueError on an integer of more than 4,300 digits), and stops at 1,024
+    levels of nesting where the json module exceeds the recursion limit.
+    """
     if request.content_type == "application/json":
         try:
-            data = json.loads(request.body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidInput("The request body is not valid JSON.") from None
+            data = orjson.loads(request.body or b"{}")
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInput(f"The request body is not valid JSON: {exc}.") from None
         if not isinstance(data, dict):
             raise InvalidInput("The request body must be a JSON object.")
-        return data
-    return request.POST.dict()
+    else:
+        data = request.POST.dict()
+    _text_check(data)
+    return data
+
+
+def _text_check(data: dict[str, Any]) -> None:
+    """Refuse nesting past MAX_BODY_DEPTH and text with NUL, which PostgreSQL cannot store."""
+    pending: list[tuple[object, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise InvalidInput(
+                    "The request contains a NUL character (\\u0000), which cannot be stored: "
+                    "remove it and send again."
+                )
+        elif isinstance(value, dict | list):
+            if depth > MAX_BODY_DEPTH:
+                raise InvalidInput(
+                    f"The request body is nested too deeply: at most {MAX_BODY_DEPTH} levels."
+                )
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
 
 
 def _battle(request: HttpRequest, battle_id: str) -> Battle:

@@ -225,16 +225,28 @@ def response_failed(*, model: str, cause: str) -> None:
 
 
 class ArenaCollector:
-    """Reads the stored counters and histograms, and the gauges, at each scrape."""
+    """Reads the stored counters and histograms, and the gauges, at each scrape.
+
+    Without `per_model`, only the series that name no model: a series per model moves with the
+    battles in flight (slots in use, tokens, queue waits), so whoever reads it while a battle
+    runs learns which two models answer it.
+    """
+
+    def __init__(self, *, per_model: bool = True) -> None:
+        self.per_model = per_model
 
     def collect(self) -> Iterator[Metric]:
         client = metrics_redis()
+        stored = [m for m in _STORED if self.per_model or "model" not in m.labelnames]
         pipe = client.pipeline(transaction=False)
-        for metric in _STORED:
+        for metric in stored:
             pipe.hgetall(metric.key)
-        for metric, raw in zip(_STORED, pipe.execute(), strict=True):
+        for metric, raw in zip(stored, pipe.execute(), strict=True):
             yield metric.collect(raw)
-        yield from _gauges(client)
+        if self.per_model:
+            yield from _gauges(client)
+        else:
+            yield _workers_alive(client)
 
 
 def _gauges(client: redis.Redis) -> Iterable[Metric]:
@@ -288,14 +300,21 @@ def _gauges(client: redis.Redis) -> Iterable[Metric]:
         limit.add_metric([name], max_concurrency)
         healthy.add_metric([name], 1 if is_healthy else 0)
         workers.add_metric([name], consumers.get(f"model.{name}", 0))
+    return [depth, slots, limit, healthy, workers, _workers_alive(client, live)]
+
+
+def _workers_alive(client: redis.Redis, live: Sequence[object] | None = None) -> Metric:
+    from workers.heartbeat import workers_alive
+
     alive = GaugeMetricFamily("arena_workers_alive", "Workers with a fresh heartbeat.")
-    alive.add_metric([], len(live))
-    return [depth, slots, limit, healthy, workers, alive]
+    alive.add_metric([], len(workers_alive(client) if live is None else live))
+    return alive
 
 
-def metrics_exposition() -> bytes:
-    """The Prometheus text format of everything above (raises redis.RedisError if Redis is
-    unreachable: then the scrape fails, and Prometheus's `up` says so)."""
+def metrics_exposition(*, per_model: bool = True) -> bytes:
+    """The Prometheus text format of everything above, or of the series that name no model
+    (raises redis.RedisError if Redis is unreachable: then the scrape fails, and Prometheus's
+    `up` says so)."""
     # The collector alone, not a registry: this process's own metrics (its memory, its GC)
     # would describe whichever web process the scrape happened to reach.
-    return generate_latest(ArenaCollector())
+    return generate_latest(ArenaCollector(per_model=per_model))

@@ -31,7 +31,7 @@ from arena.models import (
     Turn,
     Vote,
 )
-from arena.ratelimit import ratelimit_hit
+from arena.ratelimit import Limit, ratelimit_spend
 from arena.sampling import NotEnoughModels
 from arena.sampling_plan import plan_pair_draw
 from leaderboard.formats.records import prompt_hash
@@ -98,12 +98,10 @@ def battle_create(
 
 
 def _rate_limit(limits: list[tuple[str, int, int]], *, what: str) -> None:
-    """Count one hit against each (key, limit, window in seconds); 429 past any of them."""
+    """One hit against every (key, limit, window in seconds), in one Redis round trip; 429 past
+    any of them, and then the hit counts against none (a refused request spends nothing)."""
     try:
-        for key, limit, window_s in limits:
-            ratelimit_hit(
-                streams.redis_client(), key=key, limit=limit, window_s=window_s, what=what
-            )
+        ratelimit_spend(streams.redis_client(), [Limit(*limit) for limit in limits], what=what)
     except redis.RedisError as exc:
         log.warning("rate limit check failed: %r", exc)
         raise Unavailable("The arena's Redis server is unavailable; try again shortly.") from exc
@@ -228,12 +226,13 @@ def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:
     # A string first: `[] in CHOICES` would raise (a list is unhashable) and answer 500.
     if not isinstance(choice, str) or choice not in CHOICES:
         raise InvalidInput(f"Vote with one of: {', '.join(CHOICES)} (got {choice!r}).")
-    _rate_limit([(f"vote:{visitor_id}", settings.ARENA_VOTES_PER_MINUTE, 60)], what="votes")
     with transaction.atomic():
         battle = _battle_lock(battle, visitor_id)
         turns = selectors.turns_with_responses(battle)
         for _, responses in turns:
             _require_all(responses, ResponseStatus.DONE, action="vote")
+        # Only now: a vote refused as too early (or on a finished battle) spends no budget.
+        _rate_limit([(f"vote:{visitor_id}", settings.ARENA_VOTES_PER_MINUTE, 60)], what="votes")
         conversation_a = selectors.battle_conversation(battle, Side.A)
         conversation_b = selectors.battle_conversation(battle, Side.B)
         prompts = [turn.prompt for turn, _ in turns]

@@ -212,7 +212,15 @@ SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", _SECURE)
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31536000 if _SECURE else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _SECURE
 SECURE_HSTS_PRELOAD = _SECURE
-if envbool("ARENA_BEHIND_PROXY", False):
+# Proxies in front of the web processes whose X-Forwarded-For entries are trusted: the visitor's
+# address (rate limits, ARENA_METRICS_NETWORKS) is the entry this many hops from the right
+# (arena/visitors.py); 0: the connection's own address, and X-Forwarded-For is never read.
+# ARENA_BEHIND_PROXY=1 is the same as 1 hop; ARENA_TRUSTED_PROXY_HOPS, when set, wins. Behind a
+# proxy, X-Forwarded-Proto is trusted too.
+ARENA_TRUSTED_PROXY_HOPS = envint(
+    "ARENA_TRUSTED_PROXY_HOPS", 1 if envbool("ARENA_BEHIND_PROXY", False) else 0, minimum=0
+)
+if ARENA_TRUSTED_PROXY_HOPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- The arena -------------------------------------------------------------------------------

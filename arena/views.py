@@ -17,7 +17,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
 from arena import metrics, readiness, selectors
-from arena.visitors import visitor_id
+from arena.visitors import client_address, visitor_id
 
 
 def site_context(request: HttpRequest) -> dict[str, Any]:
@@ -74,48 +74,59 @@ async def healthz(request: HttpRequest) -> HttpResponse:
 @require_GET
 async def readyz(request: HttpRequest) -> HttpResponse:
     """Readiness: the database and Redis answer (and, with ?workers=1, every enabled model's
-    queue has a live worker). 503 names what failed."""
+    queue has a live worker). 503 when not. Only a caller with the metrics token learns what
+    was checked and what failed: the details name worker hosts and model queues."""
     checks = await readiness.readiness_checks(workers=request.GET.get("workers") == "1")
     failing = [name for name, check in checks.items() if not check["ok"]]
-    body: dict[str, Any] = {"status": "unavailable" if failing else "ok", "checks": checks}
-    if failing:
-        body["failing"] = failing
+    body: dict[str, Any] = {"status": "unavailable" if failing else "ok"}
+    if _has_metrics_token(request):
+        body["checks"] = checks
+        if failing:
+            body["failing"] = failing
     return JsonResponse(body, status=503 if failing else 200)
 
 
 @never_cache
 @require_GET
 async def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics of the whole arena (every process, every host), read from Redis."""
-    if not _metrics_allowed(request):
+    """Prometheus metrics of the whole arena (every process, every host), read from Redis.
+
+    With the token, everything. From ARENA_METRICS_NETWORKS without it, only the series that
+    name no model: the demo opens those networks to every visitor, and a per-model series that
+    moves while a battle runs would name its two models before the vote."""
+    per_model = _has_metrics_token(request)
+    if not per_model and not _in_metrics_networks(request):
         if settings.ARENA_METRICS_TOKEN:
             reply = JsonResponse({"error": "A bearer token is required."}, status=401)
             reply["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return reply
         return JsonResponse({"error": "Metrics are not served to this address."}, status=403)
     try:
-        body = await sync_to_async(_metrics_text, thread_sensitive=False)()
+        body = await sync_to_async(_metrics_text, thread_sensitive=False)(per_model)
     except redis.RedisError as exc:
         return JsonResponse({"error": f"Redis is unavailable: {exc}"}, status=503)
     return HttpResponse(body, content_type=metrics.CONTENT_TYPE)
 
 
-def _metrics_allowed(request: HttpRequest) -> bool:
+def _has_metrics_token(request: HttpRequest) -> bool:
     token = settings.ARENA_METRICS_TOKEN
-    if token and hmac.compare_digest(
-        request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
-    ):
-        return True
+    # surrogatepass: any header a client sends compares, none raises (over ASGI a header is
+    # latin-1 text; a test client or a WSGI server may hand over a lone surrogate).
+    sent = request.headers.get("Authorization", "").encode("utf-8", "surrogatepass")
+    return bool(token) and hmac.compare_digest(sent, f"Bearer {token}".encode())
+
+
+def _in_metrics_networks(request: HttpRequest) -> bool:
     try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        address = ipaddress.ip_address(client_address(request))
     except ValueError:
         return False
     return any(address in network for network in settings.ARENA_METRICS_NETWORKS)
 
 
-def _metrics_text() -> bytes:
+def _metrics_text(per_model: bool) -> bytes:
     try:
-        return metrics.metrics_exposition()
+        return metrics.metrics_exposition(per_model=per_model)
     finally:
         # A pool thread: no request's end closes the connection that the gauges opened.
         connection.close()

@@ -66,8 +66,14 @@ def test_healthz_answers_without_any_dependency() -> None:
     assert reply.json() == {"status": "ok"}
 
 
+def operator() -> Client:
+    """A client that carries the metrics token (set it with `override_settings`)."""
+    return Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+
+
+@override_settings(ARENA_METRICS_TOKEN=TOKEN)
 def test_readyz_is_ok_when_the_database_and_redis_answer(db: None) -> None:
-    reply = Client().get("/readyz")
+    reply = operator().get("/readyz")
     assert reply.status_code == 200, reply.content
     body = reply.json()
     assert body["status"] == "ok"
@@ -76,8 +82,8 @@ def test_readyz_is_ok_when_the_database_and_redis_answer(db: None) -> None:
 
 
 def test_readyz_is_503_and_names_redis_when_redis_is_unreachable(db: None) -> None:
-    with override_settings(REDIS_URL=closed_redis_url()):
-        reply = Client().get("/readyz")
+    with override_settings(REDIS_URL=closed_redis_url(), ARENA_METRICS_TOKEN=TOKEN):
+        reply = operator().get("/readyz")
     assert reply.status_code == 503
     body = reply.json()
     assert body["status"] == "unavailable"
@@ -86,25 +92,42 @@ def test_readyz_is_503_and_names_redis_when_redis_is_unreachable(db: None) -> No
     assert "Connect" in body["checks"]["redis"]["error"]
 
 
+@pytest.mark.parametrize("token", ["", TOKEN])
+def test_readyz_tells_an_anonymous_caller_only_ok_or_not(db: None, token: str) -> None:
+    """The details name worker hosts and model queues: only the token's holder reads them."""
+    with override_settings(ARENA_METRICS_TOKEN=token):
+        assert Client().get("/readyz?workers=1").json() in (
+            {"status": "ok"},
+            {"status": "unavailable"},
+        )
+        wrong = Client(HTTP_AUTHORIZATION="Bearer nope").get("/readyz")
+        assert wrong.json() == {"status": "ok"}
+        with override_settings(REDIS_URL=closed_redis_url()):
+            reply = Client().get("/readyz")
+    assert (reply.status_code, reply.json()) == (503, {"status": "unavailable"})
+
+
 @pytest.mark.django_db(transaction=True)
+@override_settings(ARENA_METRICS_TOKEN=TOKEN)
 def test_readyz_with_workers_names_the_queue_that_no_live_worker_consumes() -> None:
     ArenaModel.objects.create(name="lonely", display_name="Lonely", backend="local")
     client = redis_client()
     host = f"probe-{uuid.uuid4().hex[:8]}@test"
     try:
         worker_beat(client, hostname=host, queues=["celery"], pid=1)
-        reply = Client().get("/readyz?workers=1")
+        reply = operator().get("/readyz?workers=1")
         assert reply.status_code == 503
         check = reply.json()["checks"]["workers"]
         assert host in check["alive"]
         assert "model.lonely" in check["error"]
 
         worker_beat(client, hostname=host, queues=["celery", "model.lonely"], pid=1)
-        reply = Client().get("/readyz?workers=1")
+        reply = operator().get("/readyz?workers=1")
         assert reply.status_code == 200, reply.content
         # A worker whose beats stopped longer ago than three intervals no longer counts.
         worker_beat(client, hostname=host, queues=["model.lonely"], pid=1, now=1.0)
-        assert host not in Client().get("/readyz?workers=1").json()["checks"]["workers"]["alive"]
+        alive = operator().get("/readyz?workers=1").json()["checks"]["workers"]["alive"]
+        assert host not in alive
     finally:
         worker_forget(client, hostname=host)
 
@@ -335,7 +358,11 @@ def test_worker_health_passes_for_a_live_worker_and_fails_for_an_absent_one(
         call_command("worker_health", queue=["model.nobody-serves-this"], no_ping=True)
     assert "consumes model.nobody-serves-this" in capsys.readouterr().out
 
-    ready = httpx.get(f"{ops_stack['url']}/readyz?workers=1", timeout=10)
+    ready = httpx.get(
+        f"{ops_stack['url']}/readyz?workers=1",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
     assert ready.status_code == 200, ready.text
     assert ops_stack["worker"] in ready.json()["checks"]["workers"]["alive"]
 
