@@ -157,7 +157,8 @@ const isPalindrome = (s) => {
 # A long answer: far taller than its pane, as a chatty model's would be.
 ANSWERS["md-long"] = "## A long story\n\n" + "\n\n".join(
     f"Paragraph {k}: the river ran past the old mill, under the stone bridge and on to the sea, "
-    f"carrying leaves, light and the sound of the town with it." for k in range(1, 41)
+    "carrying leaves, light and the sound of the town with it."
+    for k in range(1, 41)
 )
 
 
@@ -241,7 +242,8 @@ def scripted_model() -> Iterator[ScriptedModel]:
 @pytest.fixture(scope="session")
 def scripted_worker(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker for the scripted models' queues."""
-    process = worker_start(server_env(), name="browser-worker", queues=["model.md-a", "model.md-b", "model.md-long"])
+    queues = ["model.md-a", "model.md-b", "model.md-long"]
+    process = worker_start(server_env(), name="browser-worker", queues=queues)
     yield process
     stop(process)
 
@@ -280,37 +282,7 @@ def long_cast(markdown_cast: dict, scripted_model: ScriptedModel) -> dict:
 # box (a clipped table)? Code blocks and tables inside a model's answer may scroll: their lines
 # cannot be reflowed. For every text node of 3+ characters: how many lines does it take? A text
 # on 3+ lines with at most 2 characters a line is squeezed into a column too narrow for it.
-LAYOUT_PROBLEMS_JS = """() => {
-  const width = document.documentElement.clientWidth;
-  const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
-    (typeof el.className === "string" && el.className ? "." + el.className.trim().split(/\\s+/).join(".") : "");
-  const problems = [];
-  if (document.documentElement.scrollWidth > width) problems.push("the page scrolls sideways");
-  for (const el of document.body.querySelectorAll("*")) {
-    if (el.closest("svg, pre, .markdown table, .visually-hidden, .skip")) continue;
-    const style = getComputedStyle(el);
-    const box = el.getBoundingClientRect();
-    if (style.display === "none" || style.visibility === "hidden" || !box.width || !box.height) continue;
-    if (box.left < -1 || box.right > width + 1) {
-      problems.push(name(el) + " spans " + Math.round(box.left) + ".." + Math.round(box.right) + " px");
-    }
-    if (style.overflowX !== "visible" && el.tagName !== "TEXTAREA" && el.scrollWidth > el.clientWidth + 1) {
-      problems.push(name(el) + " scrolls sideways: " + el.scrollWidth + " px in " + el.clientWidth);
-    }
-    for (const node of el.childNodes) {
-      if (node.nodeType !== Node.TEXT_NODE) continue;
-      const chars = node.textContent.replace(/\\s+/g, "").length;
-      if (chars < 3) continue;
-      const range = document.createRange();
-      range.selectNodeContents(node);
-      const tops = new Set(Array.from(range.getClientRects()).filter((r) => r.width > 0).map((r) => Math.round(r.top)));
-      if (tops.size >= 3 && chars <= 2 * tops.size) {
-        problems.push(JSON.stringify(node.textContent.trim()) + " in " + name(el) + " takes " + tops.size + " lines");
-      }
-    }
-  }
-  return problems;
-}"""
+LAYOUT_PROBLEMS_JS = (Path(__file__).parent / "layout_problems.js").read_text()
 
 
 def layout_problems(page: object) -> list[str]:

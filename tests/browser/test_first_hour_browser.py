@@ -54,7 +54,11 @@ def laptop(browser: Any) -> Iterator[Page]:
 # --- A leaderboard with ranked models, a newcomer that only won, and a provisional one ---------
 
 # name, display name, strength; the first three get enough votes for a score.
-RANKED = [("lynx-7b", "Lynx 7B", 1.0), ("heron-13b", "Heron 13B", 0.4), ("wren-3b", "Wren 3B", -0.5)]
+RANKED = [
+    ("lynx-7b", "Lynx 7B", 1.0),
+    ("heron-13b", "Heron 13B", 0.4),
+    ("wren-3b", "Wren 3B", -0.5),
+]
 
 
 def vote_add(a: ArenaModel, b: ArenaModel, outcome: str, k: int) -> None:
@@ -74,14 +78,16 @@ def mixed_leaderboard(settings: Any) -> dict[str, ArenaModel]:
     settings.ARENA_LEADERBOARD_ROUNDS = 20
     selectors.payload_cache_clear()
     options = {"base_url": "http://127.0.0.1:9/v1"}
-    models = {
-        name: ArenaModel.objects.create(
+    cast = [(n, d) for n, d, _ in RANKED] + [
+        ("newcomer", "Tiny Mistral Newcomer"),
+        ("fresh-1b", "Fresh 1B"),
+    ]
+    models = {}
+    for name, display in cast:
+        models[name] = ArenaModel.objects.create(
             name=name, display_name=display, organization="Seed Org", license="Apache-2.0",
             backend="openai", options=options, sampling_weight=0.0,  # listed, never drawn
         )  # fmt: skip
-        for name, display in [(n, d) for n, d, _ in RANKED]
-        + [("newcomer", "Tiny Mistral Newcomer"), ("fresh-1b", "Fresh 1B")]
-    }
     strength = {name: s for name, _, s in RANKED}
     k = 0
     for _ in range(35):
