@@ -326,10 +326,13 @@
   }
 
   // One countdown, shown in the notice and on the Send button alike: the server's "Try again in
-  // N s." is replaced by the live number, so the two never disagree.
+  // N s." is replaced by the live number, so the two never disagree. The alert is read out once;
+  // the seconds that follow change quietly (aria-live off), not once a second.
   function cooldownStart(message, seconds) {
     const reason = message.replace(/\s*Try again in \d+ s\.?\s*$/, "");
     const end = performance.now() + seconds * 1000;
+    const left = document.createElement("span");
+    left.setAttribute("aria-live", "off");
     clearTimeout(cooldownTimer);
     const tick = () => {
       cooldown = Math.max(0, Math.ceil((end - performance.now()) / 1000));
@@ -337,16 +340,17 @@
         cooldownTimer = 0;
         sendButton.textContent = "Send";
         sendButton.disabled = phase === "sending" || phase === "streaming";
-        warn("");
-        say("You can send again.");
+        if (left.isConnected) { warn(""); say("You can send again."); }
         return;
       }
-      warn(reason + " Try again in " + cooldown + " s.");
+      left.textContent = "Try again in " + cooldown + " s.";
       sendButton.textContent = "Send (" + cooldown + " s)";
       sendButton.disabled = true;
       cooldownTimer = setTimeout(tick, ((end - performance.now()) % 1000) + 5);
     };
     tick();
+    errorBox.textContent = reason + " ";
+    errorBox.appendChild(left);
   }
 
   async function send(text) {
