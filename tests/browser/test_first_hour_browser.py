@@ -29,26 +29,30 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touc
 LAPTOP = {"viewport": {"width": 1366, "height": 900}}
 
 
+def watched_page(browser: Any, **context: Any) -> Iterator[Page]:
+    """A page in a fresh context that fails the test on a JavaScript error or on anything the
+    Content-Security-Policy blocked (setting a pane's height from JavaScript must pass it)."""
+    ctx = browser.new_context(**context)
+    page = ctx.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on(
+        "console",
+        lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    yield page
+    ctx.close()
+    assert problems == []
+
+
 @pytest.fixture
 def phone(browser: Any) -> Iterator[Page]:
-    context = browser.new_context(**PHONE)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == []
+    yield from watched_page(browser, **PHONE)
 
 
 @pytest.fixture
 def laptop(browser: Any) -> Iterator[Page]:
-    context = browser.new_context(**LAPTOP)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == []
+    yield from watched_page(browser, **LAPTOP)
 
 
 # --- A leaderboard with ranked models, a newcomer that only won, and a provisional one ---------
