@@ -20,7 +20,7 @@ from arena.models import ArenaModel
 from arena.sampling import pair_probabilities
 from leaderboard import plots
 from leaderboard.models import LeaderboardSnapshot
-from leaderboard.snapshots import MIN_BATTLES
+from leaderboard.snapshots import LANGUAGE_MIN_VOTES, MIN_BATTLES
 
 # How many past snapshots the rating-history plot reads, and how many models it draws.
 HISTORY_SNAPSHOTS = 60
@@ -131,6 +131,13 @@ def is_deprecated(model: ArenaModel | None) -> bool:
 def category_result(payload: Payload, category: str) -> dict[str, Any]:
     if category not in payload.results:
         valid = ", ".join(payload.results)
+        if category.startswith("lang:") and len(category) > 5:
+            # A language that may simply not have its votes yet: say when it will appear.
+            minimum = getattr(settings, "ARENA_LEADERBOARD_LANGUAGE_MIN_VOTES", LANGUAGE_MIN_VOTES)
+            raise NotFound(
+                f"No category {category!r} yet: a language gets its own category once it has "
+                f"{minimum} valid votes; valid categories: {valid}."
+            )
         raise NotFound(f"Unknown category {category!r}; valid categories: {valid}.")
     result: dict[str, Any] = payload.results[category]
     return result

@@ -40,6 +40,11 @@
   let sides = {}; // per side: state, and the client's own timing of the current answer
   let sentAt = 0;
   let cooldown = 0;
+  let cooldownTimer = 0;
+  // A touch screen has no keyboard shortcuts to offer, and focusing the prompt there would open
+  // the on-screen keyboard and scroll the page past the header and the introduction.
+  const touch = window.matchMedia("(hover: none), (pointer: coarse)").matches;
+  const smallScreen = window.matchMedia("(max-width: 760px)").matches;
 
   // --- Talking to the server ------------------------------------------------------------------
 
@@ -91,7 +96,7 @@
     root.dataset.phase = next;
     const busy = next === "sending" || next === "streaming";
     voteButtons.forEach((b) => { b.disabled = next !== "ready"; });
-    voteHint.textContent = next === "ready" ? "Click, or press 1–4."
+    voteHint.textContent = next === "ready" ? (touch ? "Tap the better answer's button." : "Click, or press 1–4.")
       : "Vote when both answers are complete.";
     regenerateButton.disabled = next !== "ready";
     sendButton.disabled = busy || cooldown > 0;
@@ -124,6 +129,7 @@
       placeholder.className = "placeholder";
       placeholder.textContent = LABEL[side] + "'s answer will appear here.";
       box.appendChild(placeholder);
+      box.style.maxHeight = "";
       const reveal = panes[side].querySelector("[data-reveal]");
       reveal.hidden = true;
       reveal.textContent = "";
@@ -312,24 +318,39 @@
   // --- Actions ---------------------------------------------------------------------------------
 
   function refusalShow(error) {
-    warn(error.message);
-    if (error.status === 429 && error.retryAfter) cooldownStart(error.retryAfter);
+    if (error.status === 429 && error.retryAfter) {
+      cooldownStart(error.message, error.retryAfter);
+    } else {
+      warn(error.message);
+    }
   }
 
-  function cooldownStart(seconds) {
-    cooldown = seconds;
+  // One countdown, shown in the notice and on the Send button alike: the server's "Try again in
+  // N s." is replaced by the live number, so the two never disagree. The alert is read out once;
+  // the seconds that follow change quietly (aria-live off), not once a second.
+  function cooldownStart(message, seconds) {
+    const reason = message.replace(/\s*Try again in \d+ s\.?\s*$/, "");
+    const end = performance.now() + seconds * 1000;
+    const left = document.createElement("span");
+    left.setAttribute("aria-live", "off");
+    clearTimeout(cooldownTimer);
     const tick = () => {
+      cooldown = Math.max(0, Math.ceil((end - performance.now()) / 1000));
       if (cooldown <= 0) {
+        cooldownTimer = 0;
         sendButton.textContent = "Send";
         sendButton.disabled = phase === "sending" || phase === "streaming";
+        if (left.isConnected) { warn(""); say("You can send again."); }
         return;
       }
+      left.textContent = "Try again in " + cooldown + " s.";
       sendButton.textContent = "Send (" + cooldown + " s)";
       sendButton.disabled = true;
-      cooldown -= 1;
-      setTimeout(tick, 1000);
+      cooldownTimer = setTimeout(tick, ((end - performance.now()) % 1000) + 5);
     };
     tick();
+    errorBox.textContent = reason + " ";
+    errorBox.appendChild(left);
   }
 
   async function send(text) {
@@ -434,6 +455,42 @@
     });
   }
 
+  // After the reveal, the page must not jump and the outcome with "New round" must be in view:
+  // a conversation that fills its pane gives up the room the names take, so the pane keeps its
+  // height and the outcome takes the vote bar's place; each pane then shows the start of the turn
+  // that was judged (the prompt first, a whole line) under the model's name.
+  function revealSettle() {
+    SIDES.forEach((side) => {
+      const box = conversation(side);
+      const reveal = panes[side].querySelector("[data-reveal]");
+      if (box.scrollHeight > box.clientHeight + 1) {
+        box.style.maxHeight = Math.max(box.clientHeight - reveal.offsetHeight, 160) + "px";
+      }
+      const prompts = box.querySelectorAll(".message.user");
+      const last = prompts[prompts.length - 1];
+      if (last) {
+        const gap = parseFloat(getComputedStyle(box).paddingTop) || 0;
+        box.scrollTop += last.getBoundingClientRect().top - box.getBoundingClientRect().top - gap;
+      }
+    });
+    const calm = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    outcome.scrollIntoView({ block: "nearest", behavior: calm ? "auto" : "smooth" });
+  }
+
+  function pickSay(result) {
+    const name = (side) => {
+      const model = result["model_" + side] || {};
+      return model.display_name || model.name || LABEL[side];
+    };
+    const a = name("a"), b = name("b");
+    return {
+      model_a: "You picked " + a + " over " + b + ".",
+      model_b: "You picked " + b + " over " + a + ".",
+      tie: "You called it a tie between " + a + " and " + b + ".",
+      both_bad: "You found both " + a + " and " + b + " bad.",
+    }[result.outcome] || "";
+  }
+
   async function vote(choice) {
     if (phase !== "ready") return;
     setPhase("voting");
@@ -450,11 +507,12 @@
     revealShow(result);
     warn("");
     say("");
-    outcomeText.textContent = result.counted
+    outcomeText.textContent = pickSay(result) + " " + (result.counted
       ? "Thanks! Your vote counts toward the leaderboard."
-      : "Your vote was recorded but does not count: " + (result.reason || "it was excluded") + ".";
+      : "Your vote was recorded but does not count: " + (result.reason || "it was excluded") + ".");
     outcome.classList.toggle("not-counted", !result.counted);
     outcomeNewRound.focus({ preventScroll: true });
+    revealSettle();
   }
 
   function newRound() {
@@ -468,7 +526,11 @@
     setPhase("idle");
     warn("");
     say("");
-    promptBox.focus();
+    if (touch || smallScreen) {
+      root.scrollIntoView({ block: "start" }); // the examples and the intro, without a keyboard
+    } else {
+      promptBox.focus();
+    }
   }
 
   // --- A reload in the middle of a battle picks it up again -----------------------------------
@@ -498,6 +560,7 @@
       revealShow(state.vote);
       outcomeText.textContent = "You voted in this battle. Start a new round when you are ready.";
       outcomeNewRound.focus({ preventScroll: true });
+      revealSettle();
       return;
     }
     if (statuses.every((s) => s === "done" || s === "failed")) {
@@ -535,9 +598,11 @@
   });
   regenerateButton.addEventListener("click", regenerate);
   root.querySelectorAll("[data-new-round]").forEach((b) => b.addEventListener("click", newRound));
+  // An example goes into the prompt box to be edited or sent as it is: it is not sent at once.
   root.querySelectorAll("[data-example]").forEach((b) => b.addEventListener("click", () => {
     promptBox.value = b.textContent.trim();
-    send();
+    promptBox.focus();
+    promptBox.setSelectionRange(promptBox.value.length, promptBox.value.length);
   }));
   voteButtons.forEach((b) => b.addEventListener("click", () => vote(b.dataset.vote)));
   document.addEventListener("keydown", (e) => {
@@ -554,5 +619,6 @@
 
   SIDES.forEach((side) => { sides[side] = { state: "" }; });
   setPhase("idle");
+  if (!touch && !smallScreen) promptBox.focus({ preventScroll: true });
   restore();
 })();

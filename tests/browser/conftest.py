@@ -100,9 +100,11 @@ def page(browser: object) -> Iterator[object]:
 def screenshot() -> Callable[[object, str], Path]:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    def take(page: object, name: str) -> Path:
+    def take(page: object, name: str, *, full_page: bool = True) -> Path:
+        # A full-page capture of an emulated phone drops its touch media features (the
+        # picture then shows what `(hover: none)` hides): phones are shot one screen at a time.
         path = SCREENSHOTS / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+        page.screenshot(path=str(path), full_page=full_page)  # type: ignore[attr-defined]
         return path
 
     return take
@@ -152,6 +154,12 @@ const isPalindrome = (s) => {
 > Tip: two indices walking towards the middle avoid the copy.
 """,
 }
+# A long answer: far taller than its pane, as a chatty model's would be.
+ANSWERS["md-long"] = "## A long story\n\n" + "\n\n".join(
+    f"Paragraph {k}: the river ran past the old mill, under the stone bridge and on to the sea, "
+    "carrying leaves, light and the sound of the town with it."
+    for k in range(1, 41)
+)
 
 
 class ScriptedModel:
@@ -234,7 +242,8 @@ def scripted_model() -> Iterator[ScriptedModel]:
 @pytest.fixture(scope="session")
 def scripted_worker(django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker for the scripted models' queues."""
-    process = worker_start(server_env(), name="browser-worker", queues=["model.md-a", "model.md-b"])
+    queues = ["model.md-a", "model.md-b", "model.md-long"]
+    process = worker_start(server_env(), name="browser-worker", queues=queues)
     yield process
     stop(process)
 
@@ -252,6 +261,33 @@ def markdown_cast(cast: dict, scripted_model: ScriptedModel) -> dict:
             backend="openai", options=options,
         )  # fmt: skip
     return models
+
+
+@pytest.fixture
+def long_cast(markdown_cast: dict, scripted_model: ScriptedModel) -> dict:
+    """The scripted pair, with md-b replaced by md-long, whose answer is far taller than a pane."""
+    ArenaModel.objects.filter(name="md-b").update(enabled=False)
+    scripted_model.interval = 0.002
+    options = {"base_url": scripted_model.base_url, "served_model_name": "md-long"}
+    long = ArenaModel.objects.create(
+        name="md-long", display_name="Markdown Long", organization="Scripted Labs",
+        license="MIT", backend="openai", options=options,
+    )  # fmt: skip
+    return {"md-a": markdown_cast["md-a"], "md-long": long}
+
+
+# --- What a person sees: nothing wider than the screen, no text one character per line -------
+
+# For every visible element: does it reach past the viewport, or scroll sideways inside its own
+# box (a clipped table)? Code blocks and tables inside a model's answer may scroll: their lines
+# cannot be reflowed. For every text node of 3+ characters: how many lines does it take? A text
+# on 3+ lines with at most 2 characters a line is squeezed into a column too narrow for it.
+LAYOUT_PROBLEMS_JS = (Path(__file__).parent / "layout_problems.js").read_text()
+
+
+def layout_problems(page: object) -> list[str]:
+    """What a person would see as broken on this page at its viewport (empty when none)."""
+    return page.evaluate(LAYOUT_PROBLEMS_JS)  # type: ignore[attr-defined,no-any-return]
 
 
 # --- A network that can drop ----------------------------------------------------------------------

@@ -140,7 +140,8 @@ def test_answers_stream_as_safe_markdown_with_highlighted_code(
 ) -> None:  # fmt: skip
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.goto(live_server_url)
-    page.locator("[data-example]").nth(1).click()  # an example prompt starts the battle
+    page.locator("[data-example]").nth(1).click()  # an example prompt, ready to edit
+    page.keyboard.press("Enter")
 
     # Mid-stream: text has arrived on both sides, both are still generating, no vote yet.
     for side in "ab":

@@ -173,13 +173,15 @@ def test_a_model_with_few_votes_is_provisional_not_a_number(arena: Any, client: 
     row = page.split('data-model="newbie"')[1].split("</tr>")[0]
     assert "provisional" in row and "not enough votes" in row
     assert str(round(newbie["rating"])) not in row
-    assert '<td class="rank" data-value="">\N{EN DASH}</td>' in row
+    # Listed apart from the ranked table, without a rank.
+    assert 'data-model="newbie"' not in page.split('id="board"')[1].split("</table>")[0]
+    assert 'data-model="newbie"' in page.split('id="not-rated"')[1]
 
 
 def test_a_category_with_too_few_votes_says_so(arena: Any, client: Client) -> None:
     page = client.get("/leaderboard?category=coding").content.decode()
     assert 'id="too-few"' in page and "Not enough votes in Coding yet" in page
-    assert '<td class="num score" data-value="">' in page
+    assert 'id="board"' not in page and 'id="not-rated"' in page  # no ranked table at all
     assert 'class="rank rank-' not in page  # no rank shown for any row
     assert all(r["provisional"] for r in rows_of(client, "?category=coding"))
 
@@ -228,6 +230,20 @@ def test_unknown_category_is_404_with_the_valid_ones(arena: Any, client: Client)
         assert "lang:de" in reply.json()["error"]
     page = client.get("/leaderboard?category=poetry")
     assert page.status_code == 404 and b"valid categories" in page.content
+
+
+def test_a_language_without_its_votes_yet_is_a_404_that_says_when_it_comes(
+    arena: Any, client: Client
+) -> None:
+    # The README's `category=lang:<tag>` example on a fresh demo: a clear JSON error, never a 500.
+    for url in ("/api/leaderboard?category=lang:xx", "/api/leaderboard.csv?category=lang:xx"):
+        reply = client.get(url)
+        assert reply.status_code == 404
+        error = reply.json()["error"]
+        assert "No category 'lang:xx' yet" in error and "30 valid votes" in error
+        assert "valid categories: overall" in error
+    page = client.get("/leaderboard?category=lang:xx")
+    assert page.status_code == 404 and b"30 valid votes" in page.content
 
 
 def test_the_table_has_sortable_columns_and_links_to_model_cards(
