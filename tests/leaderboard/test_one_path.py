@@ -22,7 +22,7 @@ from leaderboard.snapshots import categories, leaderboard_snapshot_create
 from tests.conftest import answer_play
 
 ATOL = 1e-6
-N_BATTLES = 72
+N_BATTLES = 120  # above style control's minimum of 100 battles
 PROMPTS = [
     "Write a haiku about rivers.",
     "List five prime numbers greater than 100.",
