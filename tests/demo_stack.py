@@ -38,6 +38,7 @@ class DemoStack:
         self.port = free_port()
         self.redis_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.damaged = False  # a test that broke it says so: the next one starts a fresh one
         self.env = subprocess_env(
             ARENA_DATA_DIR=str(data_dir), ARENA_REDIS_PORT=str(self.redis_port), **env
         )
@@ -68,7 +69,7 @@ class DemoStack:
 
     def descendants(self) -> list[psutil.Process]:
         try:
-            return psutil.Process(self.process.pid).children(recursive=True)
+            return list(psutil.Process(self.process.pid).children(recursive=True))
         except psutil.NoSuchProcess:
             return []
 

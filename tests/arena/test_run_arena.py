@@ -118,7 +118,7 @@ def test_sigterm_to_the_top_process_stops_everything_within_10_s(
 
         started = time.monotonic()
         os.kill(demo.process.pid, signal.SIGTERM)
-        gone, alive = psutil.wait_procs(family, timeout=10)
+        _, alive = psutil.wait_procs(family, timeout=10)
         took = time.monotonic() - started
         assert alive == [], f"still running after {took:.1f} s: {alive}\n{demo.output[-2000:]}"
         assert "Model Arena stopped." in demo.output
