@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint install bench clean test-vllm test-cluster chromium
+.PHONY: demo demo-env test lint install bench clean test-vllm test-cluster chromium
 
 # What the demo needs; the test and bench tools come on top (ratings peers, datasets, ...).
 $(STAMP): pyproject.toml constraints.txt
@@ -26,10 +26,20 @@ $(DEV_STAMP): $(STAMP)
 
 install: $(DEV_STAMP)
 
-demo: $(STAMP)
+# The demo's settings go to .env (ARENA_DEMO=1, the data folder), which every `python manage.py`
+# reads; a .env of your own (without this first line) is left alone. `exec`: a SIGTERM to make
+# reaches run_arena, which stops everything.
+ARENA_DATA_DIR ?= $(CURDIR)/data
+DEMO_ENV_HEADER := \# Written by make demo; the environment wins over this file.
+demo-env:
+	@if [ ! -e .env ] || head -n 1 .env | grep -q '^$(DEMO_ENV_HEADER)'; then \
+	  printf '%s\n' '$(DEMO_ENV_HEADER)' ARENA_DEMO=1 'ARENA_DATA_DIR=$(abspath $(ARENA_DATA_DIR))' > .env; \
+	else echo "make demo: .env is not make's own; left as it is"; fi
+
+demo: $(STAMP) demo-env
 	ARENA_DEMO=1 $(PY) manage.py migrate --noinput
 	ARENA_DEMO=1 $(PY) manage.py build_demo_models
-	ARENA_DEMO=1 $(PY) manage.py run_arena --host $(HOST) --port $(PORT)
+	ARENA_DEMO=1 exec $(PY) manage.py run_arena --host $(HOST) --port $(PORT)
 
 # The browser tests drive Debian's chromium (never a downloaded browser).
 chromium:
@@ -68,4 +78,4 @@ test-cluster: $(DEV_STAMP)
 	  ARENA_CLUSTER=1 $(PY) -m pytest tests/cluster -W always::UserWarning
 
 clean:
-	rm -rf $(VENV) data var
+	rm -rf $(VENV) data var .env

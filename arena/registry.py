@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
 from arena.models import ArenaModel, Backend
@@ -75,6 +76,9 @@ _VLLM_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "dtype": ((str,), False),
     "extra_args": ((list,), False),
 }
+
+
+DATA_DIR_PLACEHOLDER = "${ARENA_DATA_DIR}"
 
 
 class RegistryError(ValueError):
@@ -178,7 +182,7 @@ def _parse_entry(raw: dict[str, Any], index: int, base_dir: Path) -> ModelEntry:
         path = options.get("path")
         if not isinstance(path, str) or not path:
             raise _fail(index, name, "options.path", "is required for the local backend")
-        options["path"] = str((base_dir / path).resolve())
+        options["path"] = str(_local_path(path, base_dir))
     if backend == Backend.OPENAI and not isinstance(options.get("base_url"), str):
         raise _fail(index, name, "options.base_url", "is required for the openai backend")
     system_prompt = _check(raw, index, "system_prompt", (str,), False)
@@ -226,9 +230,9 @@ def _parse_vllm(vllm: dict[str, Any], index: int, name: str, base_dir: Path) -> 
     if not parsed["model"]:
         raise _fail(index, name, "vllm.model", "must not be empty")
     # A relative folder resolves like a local path; a Hugging Face id ("org/model") is kept.
-    local = base_dir / parsed["model"]
-    if parsed["model"].startswith((".", "/")) or local.is_dir():
-        parsed["model"] = str(local.resolve())
+    local = _local_path(parsed["model"], base_dir)
+    if parsed["model"].startswith((".", "/", DATA_DIR_PLACEHOLDER)) or local.is_dir():
+        parsed["model"] = str(local)
     port = parsed.get("port")
     if port is not None and not 1 <= port <= 65535:
         raise _fail(index, name, "vllm.port", "must be between 1 and 65535")
@@ -242,6 +246,13 @@ def _parse_vllm(vllm: dict[str, Any], index: int, name: str, base_dir: Path) -> 
     if not all(isinstance(arg, str) for arg in parsed.get("extra_args", [])):
         raise _fail(index, name, "vllm.extra_args", "must be a list of strings")
     return parsed
+
+
+def _local_path(path: str, base_dir: Path) -> Path:
+    """A folder named in the models file. `${ARENA_DATA_DIR}` stands for the data folder (where
+    `build_demo_models` puts the demo models, wherever ARENA_DATA_DIR points); any other
+    relative path resolves against the file's own folder."""
+    return (base_dir / path.replace(DATA_DIR_PLACEHOLDER, str(settings.DATA_DIR))).resolve()
 
 
 def registry_load(path: Path) -> list[ModelEntry]:

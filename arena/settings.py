@@ -112,6 +112,32 @@ def envredis(name: str, default: str) -> str:
     return raw
 
 
+def envfile(path: Path) -> None:
+    """Read `KEY=VALUE` lines (`#` comments, optional `export` and quotes) from a `.env` file
+    into the environment. A variable already in the environment wins over the file."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier():
+            raise ImproperlyConfigured(f"{path}, line {number}: expected KEY=VALUE, not {raw!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        os.environ.setdefault(key, value)
+
+
+# `make demo` writes `.env` (ARENA_DEMO=1 and the data folder), so that every `python manage.py`
+# command works against the demo as written. ARENA_ENV_FILE names another file; empty: none.
+_env_file = os.environ.get("ARENA_ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file:
+    envfile(Path(_env_file))
+
 DATA_DIR = Path(os.environ.get("ARENA_DATA_DIR") or BASE_DIR / "data")
 DEBUG = envbool("DEBUG", False)
 

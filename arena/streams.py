@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 DELTA = "d"
 DONE = "done"
@@ -36,6 +38,10 @@ def redis_client() -> redis.Redis:
         settings.REDIS_URL,
         decode_responses=True,
         max_connections=settings.ARENA_REDIS_MAX_CONNECTIONS,
+        # A Redis restart (run_arena's, a failover) is an outage of a second or less: ride it
+        # out (about 2 s of retries) rather than answer 503 meanwhile.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=6),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
 
 

@@ -13,6 +13,8 @@ import os
 import subprocess
 import tempfile
 
+# The suite never reads a developer's `.env` (the one `make demo` writes).
+os.environ.setdefault("ARENA_ENV_FILE", "")
 os.environ.setdefault("ARENA_DEMO", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
