@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_ready
+from celery.signals import worker_init
 from django.conf import settings
 
 from arena.models import ArenaModel
@@ -40,6 +40,8 @@ def reap_stuck() -> int:
     return len(responses_reap_stuck())
 
 
-@worker_ready.connect
+@worker_init.connect
 def _warm_local_models(sender: Any, **kwargs: Any) -> None:
+    # worker_init: before the pool runs any task, so torch is imported whole, in this thread,
+    # before a task's thread could see it half-imported (see local_models_warm_in_background).
     local_models_warm_in_background(sender.app.amqp.queues.consume_from.keys())
