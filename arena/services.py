@@ -371,7 +371,11 @@ def response_complete(
     )
     with transaction.atomic():
         stored = (
-            Response.objects.filter(id=response.id, status=ResponseStatus.STREAMING).update(
+            # started_at fences this claim: an answer handed to another worker meanwhile (its
+            # lease lapsed) is not overwritten by the first worker's late result.
+            Response.objects.filter(
+                id=response.id, status=ResponseStatus.STREAMING, started_at=response.started_at
+            ).update(
                 status=ResponseStatus.DONE,
                 text=text,
                 finish_reason=finish.finish_reason,
@@ -397,15 +401,26 @@ def response_complete(
     return stored
 
 
-def response_fail(*, response_id: int, error: str, text: str = "", cause: str = "error") -> bool:
+def response_fail(
+    *,
+    response_id: int,
+    error: str,
+    text: str = "",
+    cause: str = "error",
+    claimed_at: dt.datetime | None = None,
+) -> bool:
     """Mark a response failed and tell its stream's readers; False if it had already ended.
 
     `cause` is a short class of the failure for the metrics and logs (timeout, capacity,
-    backend_error, stream_lost, reaped, enqueue, ...); `error` is the full message.
+    backend_error, stream_lost, reaped, enqueue, worker_lost, ...); `error` is the full message.
+    `claimed_at` (the worker's claim, Response.started_at) fails only that claim's run.
     """
-    failed = Response.objects.filter(
+    pending = Response.objects.filter(
         id=response_id, status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]
-    ).update(
+    )
+    if claimed_at is not None:
+        pending = pending.filter(started_at=claimed_at)
+    failed = pending.update(
         status=ResponseStatus.FAILED, error=error[:2000], text=text, finished_at=timezone.now()
     )
     if failed:
@@ -434,6 +449,54 @@ def response_fail(*, response_id: int, error: str, text: str = "", cause: str = 
             # The database says failed; a reader that reconnects learns it from there.
             log.warning("could not write the failure of response %s: %s", response_id, exc)
     return failed == 1
+
+
+def response_orphan_recover(*, response_id: int, worker: str = "", enqueue: bool = True) -> str:
+    """The worker answering this response stopped (its lease lapsed): hand the answer on.
+
+    If the visitor has seen no token of it, it is queued again (and enqueued, unless the caller
+    runs it itself): a live worker answers it. If they have, a new attempt would show a different
+    answer after the first one's beginning, so it fails with a clear message. Returns "requeued",
+    "failed" or "ended" (it had ended anyway).
+    """
+    row = (
+        Response.objects.filter(
+            id=response_id, status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]
+        )
+        .values_list("turn__battle_id", "model__name")
+        .first()
+    )
+    if row is None:
+        return "ended"
+    battle_id, model_name = row
+    key = streams.stream_key(battle_id, response_id)
+    entries = streams.redis_client().xrange(key)
+    if not entries:
+        requeued = Response.objects.filter(
+            id=response_id, status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]
+        ).update(status=ResponseStatus.QUEUED, started_at=None)
+        if not requeued:
+            return "ended"
+        log.warning(
+            "response %s queued again: its worker %s stopped before the first token",
+            response_id,
+            worker or "?",
+            extra={"event": "response_requeued", "response_id": response_id, "worker": worker},
+        )
+        if enqueue:
+            _generation_enqueue(response_id, ArenaModel(name=model_name).queue)
+        return "requeued"
+    seen = "".join(fields.get("t", "") for _, fields in entries if fields.get("k") == streams.DELTA)
+    failed = response_fail(
+        response_id=response_id,
+        error=(
+            f"the worker generating this answer ({worker or 'unknown'}) stopped after "
+            f"{len(seen)} characters; a new attempt would not continue the same answer"
+        ),
+        text=seen,
+        cause="worker_lost",
+    )
+    return "failed" if failed else "ended"
 
 
 def responses_reap_stuck(*, now: dt.datetime | None = None) -> list[int]:
