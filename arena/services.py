@@ -19,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from arena import anonymity, facts, metrics, moderation, selectors, streams
+from arena import anonymity, context, facts, metrics, moderation, selectors, streams
 from arena.errors import Conflict, InvalidInput, Refused, Unavailable
 from arena.models import (
     CHOICES,
@@ -36,7 +36,7 @@ from arena.sampling import NotEnoughModels
 from arena.sampling_plan import plan_pair_draw
 from leaderboard.formats.records import prompt_hash
 from workers import app as celery_app
-from workers.backends.base import Finish
+from workers.backends.base import Finish, Message
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,9 @@ def battle_create(
         raise Unavailable(
             "The arena needs at least two enabled models; an operator must enable them."
         ) from None
+    _context_check(
+        [(pool[side], [{"role": "user", "content": prompt}]) for side in (left, right)]
+    )
     with transaction.atomic():
         battle = Battle.objects.create(
             model_a=pool[left], model_b=pool[right], visitor_id=visitor_id, ip_hash=ip_hash
@@ -142,9 +145,38 @@ def battle_continue(*, battle: Battle, visitor_id: str, prompt: object) -> Turn:
                 f"This battle reached its limit of {settings.ARENA_MAX_TURNS} turns: "
                 "vote, then start a new round."
             )
+        _context_check(
+            [
+                (
+                    battle.model_for(side),
+                    [
+                        *selectors.battle_conversation(battle, side),
+                        {"role": "user", "content": prompt},
+                    ],
+                )
+                for side in (Side.A, Side.B)
+            ]
+        )
         new_turn = Turn.objects.create(battle=battle, index=turn.index + 1, prompt=prompt)
         _responses_create(battle, new_turn)
     return new_turn
+
+
+def _context_check(sides: list[tuple[ArenaModel, list[Message]]]) -> None:
+    """Refuse a conversation that one side's model cannot take with room for its answer: sent
+    anyway, it would fail (and before, count against the model's health)."""
+    for model, messages in sides:
+        system_prompt = model.options.get("system_prompt")
+        if system_prompt:
+            messages = [{"role": "system", "content": str(system_prompt)}, *messages]
+        overflow = context.context_overflow(model, messages)
+        if overflow is not None:
+            tokens, limit = overflow
+            # "one of the models": which one would tell the visitor who is fighting.
+            raise InvalidInput(
+                f"Your conversation is too long for one of the models (about {tokens} tokens; "
+                f"the limit is {limit}). Start a new round with a shorter prompt."
+            )
 
 
 def _prompt_moderate(prompt: str, *, battle: Battle | None, visitor_id: str) -> None:
