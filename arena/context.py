@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ def conversation_tokens(model: ArenaModel, messages: Sequence[Message]) -> int:
     return TOKENS_PRIMING + sum(TOKENS_PER_MESSAGE + count(m["content"]) for m in messages)
 
 
-def _counter(model: ArenaModel) -> Any:
+def _counter(model: ArenaModel) -> Callable[[str], int]:
     if model.backend == Backend.LOCAL and model.options.get("path"):
         path = Path(str(model.options["path"])) / "tokenizer.json"
         mtime = _mtime(path)

@@ -74,9 +74,7 @@ def battle_create(
         raise Unavailable(
             "The arena needs at least two enabled models; an operator must enable them."
         ) from None
-    _context_check(
-        [(pool[side], [{"role": "user", "content": prompt}]) for side in (left, right)]
-    )
+    _context_check([(pool[side], [{"role": "user", "content": prompt}]) for side in (left, right)])
     with transaction.atomic():
         battle = Battle.objects.create(
             model_a=pool[left], model_b=pool[right], visitor_id=visitor_id, ip_hash=ip_hash
@@ -241,6 +239,12 @@ def _responses_create(battle: Battle, turn: Turn) -> None:
     for side in (Side.A, Side.B):
         response = Response.objects.create(turn=turn, side=side, model=battle.model_for(side))
         transaction.on_commit(partial(_generation_enqueue, response.id, response.model.queue))
+
+
+def response_enqueue(*, response_id: int) -> None:
+    """Send a queued response's generation task again (its first worker died)."""
+    model_name = Response.objects.values_list("model__name", flat=True).get(id=response_id)
+    _generation_enqueue(response_id, ArenaModel(name=model_name).queue)
 
 
 def _generation_enqueue(response_id: int, queue: str) -> None:
@@ -495,12 +499,12 @@ def response_orphan_recover(*, response_id: int, worker: str = "", enqueue: bool
         Response.objects.filter(
             id=response_id, status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]
         )
-        .values_list("turn__battle_id", "model__name")
+        .values_list("turn__battle_id", flat=True)
         .first()
     )
     if row is None:
         return "ended"
-    battle_id, model_name = row
+    battle_id = row
     key = streams.stream_key(battle_id, response_id)
     entries = streams.redis_client().xrange(key)
     if not entries:
@@ -516,9 +520,10 @@ def response_orphan_recover(*, response_id: int, worker: str = "", enqueue: bool
             extra={"event": "response_requeued", "response_id": response_id, "worker": worker},
         )
         if enqueue:
-            _generation_enqueue(response_id, ArenaModel(name=model_name).queue)
+            response_enqueue(response_id=response_id)
         return "requeued"
-    seen = "".join(fields.get("t", "") for _, fields in entries if fields.get("k") == streams.DELTA)
+    deltas = [fields for _, fields in entries if fields and fields.get("k") == streams.DELTA]
+    seen = "".join(str(fields.get("t", "")) for fields in deltas)
     failed = response_fail(
         response_id=response_id,
         error=(

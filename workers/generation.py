@@ -75,11 +75,13 @@ def generation_run(*, response_id: int, backend: Backend | None = None) -> bool:
 
 def _run_leased(response_id: int, backend: Backend | None) -> bool:
     status = Response.objects.filter(id=response_id).values_list("status", flat=True).first()
-    if status == ResponseStatus.STREAMING:
-        # Streaming, yet its lease was free: the worker that ran it died before any reaper
-        # noticed. Hand it on here (queued again if no token was sent, else failed).
-        if services.response_orphan_recover(response_id=response_id, enqueue=False) != "requeued":
-            return False
+    # Streaming, yet its lease was free: the worker that ran it died before any reaper noticed.
+    # Hand it on here (queued again if no token was sent, else failed).
+    if (
+        status == ResponseStatus.STREAMING
+        and services.response_orphan_recover(response_id=response_id, enqueue=False) != "requeued"
+    ):
+        return False
     queued = (
         Response.objects.filter(id=response_id, status=ResponseStatus.QUEUED)
         .select_related("model")
@@ -122,7 +124,7 @@ def _generate(response: Response, backend: Backend | None) -> bool:
                 finish = event
                 break
             if leases.response_lease_lost(response.id):
-                raise LeaseLost
+                _lease_recheck(response)
             if ttft_ms is None:
                 ttft_ms = int((time.monotonic() - started) * 1000)
             parts.append(event.text)
@@ -207,6 +209,16 @@ def _generate(response: Response, backend: Backend | None) -> bool:
         },
     )
     return stored
+
+
+def _lease_recheck(response: Response) -> None:
+    """Our lease was not found when renewed. If a reaper handed the answer on (the database says
+    so: it is no longer our claim), stop; if not (Redis lost its data, say), take it again."""
+    ours = Response.objects.filter(
+        id=response.id, status=ResponseStatus.STREAMING, started_at=response.started_at
+    ).exists()
+    if not ours or not leases.response_lease_take(streams.redis_client(), response_id=response.id):
+        raise LeaseLost
 
 
 def _snake(name: str) -> str:

@@ -56,15 +56,11 @@ if redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then
 end
 return 0
 """
-# Remove a lease that is still lapsed; returns its owner (the reaper that removes it handles it).
-# ARGV: now, member.
-_REAP = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
-if not score or tonumber(score) > tonumber(ARGV[1]) then return false end
-local owner = redis.call('HGET', KEYS[2], ARGV[2]) or '?'
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[2], ARGV[2])
-return owner
+# Remove a lease (the reaper has handed its response on). ARGV: member.
+_REMOVE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
 """
 
 _identity: str | None = None
@@ -181,7 +177,9 @@ def response_lease_take(client: redis.Redis, *, response_id: int) -> bool:
 def response_lease_drop(client: redis.Redis, *, response_id: int) -> None:
     member = str(response_id)
     keeper().release(RESPONSES_KEY, member)
-    client.register_script(_DROP)(keys=[RESPONSES_KEY, OWNERS_KEY], args=[worker_identity(), member])
+    client.register_script(_DROP)(
+        keys=[RESPONSES_KEY, OWNERS_KEY], args=[worker_identity(), member]
+    )
 
 
 def response_lease_lost(response_id: int) -> bool:
@@ -200,20 +198,26 @@ def leases_reap(client: redis.Redis) -> list[tuple[int, str]]:
     """Hand on every response whose lease lapsed (its worker stopped); returns (id, outcome).
 
     Outcomes: "requeued" (no token had been sent: a live worker answers it), "failed" (the
-    visitor had seen part of it), "ended" (it had ended anyway).
+    visitor had seen part of it), "ended" (it had ended anyway). The order matters: the database
+    first (so a stalled owner that finds its lease gone sees the hand-off there and stops), then
+    the lease, then the new task (which must find the lease free).
     """
     from arena import services
 
-    now = time.time()
-    lapsed = cast(list[str], client.zrangebyscore(RESPONSES_KEY, "-inf", now))
-    script = client.register_script(_REAP)
+    lapsed = cast(
+        list[tuple[str, float]],
+        client.zrangebyscore(RESPONSES_KEY, "-inf", time.time(), withscores=True),
+    )
     handled = []
-    for member in lapsed:
-        owner = script(keys=[RESPONSES_KEY, OWNERS_KEY], args=[now, member])
-        if not owner:
-            continue  # renewed meanwhile, or another reaper has it
+    for member, _ in lapsed:
+        owner = cast(str | None, client.hget(OWNERS_KEY, member)) or "?"
         response_id = int(member)
-        outcome = services.response_orphan_recover(response_id=response_id, worker=str(owner))
+        outcome = services.response_orphan_recover(
+            response_id=response_id, worker=owner, enqueue=False
+        )
+        client.register_script(_REMOVE)(keys=[RESPONSES_KEY, OWNERS_KEY], args=[member])
+        if outcome == "requeued":
+            services.response_enqueue(response_id=response_id)
         handled.append((response_id, outcome))
     return handled
 

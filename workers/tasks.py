@@ -11,8 +11,7 @@ from django.conf import settings
 
 from arena.models import ArenaModel
 from arena.services import model_health_restore, responses_reap_stuck
-from workers import app
-from workers import leases
+from workers import app, leases
 from workers.generation import generation_run
 from workers.health import model_probe
 from workers.warmup import local_models_warm_in_background
@@ -53,9 +52,7 @@ def _lease_on_receipt(sender: Any = None, request: Any = None, **kwargs: Any) ->
     if request is None or request.name != generate.name or not request.args:
         return
     try:
-        leases.response_lease_take(
-            leases.streams_client(), response_id=int(request.args[0])
-        )
+        leases.response_lease_take(leases.streams_client(), response_id=int(request.args[0]))
     except (redis.RedisError, TypeError, ValueError) as exc:
         # The task takes its lease when it runs; this one only covers a death before that.
         log.warning("no lease on receipt of %s: %s", request.id, exc)

@@ -60,8 +60,6 @@ def local_models_warm_in_background(queues: Iterable[str]) -> threading.Thread |
 
     # A thread: the worker starts consuming at once; a task that arrives meanwhile waits on the
     # backend's load lock instead of loading the model a second time.
-    thread = threading.Thread(
-        target=local_models_warm, args=(queues,), name="warmup", daemon=True
-    )
+    thread = threading.Thread(target=local_models_warm, args=(queues,), name="warmup", daemon=True)
     thread.start()
     return thread

@@ -279,7 +279,11 @@ def test_a_declared_context_bounds_an_http_model_by_an_estimate(cast: dict) -> N
     model = ArenaModel(
         name="remote",
         backend="openai",
-        options={"base_url": "http://x/v1", "context_tokens": 1000, "sampling": {"max_tokens": 200}},
+        options={
+            "base_url": "http://x/v1",
+            "context_tokens": 1000,
+            "sampling": {"max_tokens": 200},
+        },
     )
     short = [{"role": "user", "content": "Hello there."}]
     assert context.context_overflow(model, short) is None
@@ -288,3 +292,21 @@ def test_a_declared_context_bounds_an_http_model_by_an_estimate(cast: dict) -> N
     assert (tokens, limit) == (1000 + 16, 800)
     unknown = ArenaModel(name="remote2", backend="openai", options={"base_url": "http://x/v1"})
     assert context.context_overflow(unknown, [{"role": "user", "content": "a" * 99999}]) is None
+
+
+def test_the_registry_declares_a_context_and_refuses_a_bad_one(tmp_path) -> None:
+    from arena.registry import RegistryError, registry_parse
+
+    entry = """
+    [[models]]
+    name = "remote"
+    display_name = "Remote"
+    backend = "openai"
+    context_tokens = 8192
+    [models.options]
+    base_url = "http://gpu1:8001/v1"
+    """
+    (parsed,) = registry_parse(entry, base_dir=tmp_path)
+    assert parsed.options["context_tokens"] == 8192
+    with pytest.raises(RegistryError, match="'context_tokens': must be >= 1"):
+        registry_parse(entry.replace("8192", "0"), base_dir=tmp_path)

@@ -107,7 +107,7 @@ def test_over_long_prompts_never_take_a_model_out_of_the_pool(cast: dict) -> Non
         (
             400,
             b'{"object": "error", "message": "This model\'s maximum context length is 2048 '
-            b'tokens. However, you requested 4100 tokens (4076 in the messages, 24 in the '
+            b"tokens. However, you requested 4100 tokens (4076 in the messages, 24 in the "
             b'completion). Please reduce the length of the messages or completion.", '
             b'"type": "BadRequestError", "param": null, "code": 400}',
             False,

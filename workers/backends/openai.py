@@ -109,7 +109,8 @@ class OpenAIBackend:
         base_url = options.get("base_url")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise BackendError(
-                f"the openai backend needs options.base_url (http://host:port/v1), not {base_url!r}",
+                "the openai backend needs options.base_url (http://host:port/v1), "
+                f"not {base_url!r}",
                 fault=FAULT_OURS,
             )
         self.base_url = base_url.rstrip("/")
@@ -195,7 +196,8 @@ class OpenAIBackend:
                     error = f"HTTP {response.status_code} from {self.base_url}: {message}"
                     if response.status_code not in RETRY_STATUSES or attempt > self.retries:
                         raise BackendError(
-                            _after(error, attempt), fault=status_fault(response.status_code, message)
+                            _after(error, attempt),
+                            fault=status_fault(response.status_code, message),
                         )
                     retry_wait = _retry_after(response)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -395,7 +397,13 @@ def _message_of(body: dict[str, Any]) -> str:
 
 # How servers word a request refused for its length (vLLM: "This model's maximum context length
 # is 2048 tokens. However, you requested 2600 tokens ...", OpenAI: "context_length_exceeded").
-_TOO_LONG_WORDS = ("context length", "context_length", "maximum context", "too long", "too many tokens")
+_TOO_LONG_WORDS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "too long",
+    "too many tokens",
+)
 
 
 def status_fault(status: int, message: str) -> str:
