@@ -167,9 +167,16 @@ RECOVERY_BOUND_S = 30
 def test_a_killed_worker_costs_seconds_not_minutes(
     stack: Stack, slow_models: list, module_redis: None
 ) -> None:
-    # One slot per model: of the 6 answers, 2 stream, 2 wait in the worker for a slot (they hold
-    # a thread each: the worker has 4) and 2 wait in the broker.
-    ArenaModel.objects.filter(name__in=["slow-a", "slow-b"]).update(max_concurrency=1)
+    # A worker with 2 threads that reserves 6 tasks: of the 6 answers, 2 stream and 4 wait in
+    # the worker, reserved but not started (they come back from the broker only after its
+    # visibility_timeout, 600 s).
+    stack.worker_kill()
+    stack.worker = worker_start(
+        stack.env,
+        name="faults-worker",
+        queues=QUEUES,
+        extra=("--concurrency", "2", "--prefetch-multiplier", "3"),
+    )
     visitor = Visitor(stack.url)
     battles = [
         visitor.post("/battles", {"prompt": f"Story {k}, please."}).json()["id"] for k in range(3)
@@ -185,6 +192,8 @@ def test_a_killed_worker_costs_seconds_not_minutes(
             break
         assert time.monotonic() < deadline, "the answers did not start"
         time.sleep(0.1)
+    assert responses.filter(status=ResponseStatus.QUEUED).count() == 4
+    assert client.llen("model.slow-a") + client.llen("model.slow-b") == 0  # all reserved
     stack.worker_kill()
     killed = time.monotonic()
     stack.worker_restart()  # what run_arena or systemd does
