@@ -12,6 +12,7 @@ models. Errors name the entry and the field.
     backend = "openai"                # "local" or "openai"
     sampling_weight = 1.0
     max_concurrency = 8
+    context_tokens = 8192             # optional: prompt + answer; longer conversations get a 4xx
     enabled = true
     system_prompt = "You are a helpful assistant."
     [models.options]                  # backend options
@@ -54,6 +55,7 @@ _KNOWN_FIELDS = {
     "system_prompt",
     "sampling_weight",
     "max_concurrency",
+    "context_tokens",
     "enabled",
     "demo",
     "vllm",
@@ -171,6 +173,12 @@ def _parse_entry(raw: dict[str, Any], index: int, base_dir: Path) -> ModelEntry:
     if concurrency is not None and concurrency < 1:
         raise _fail(index, name, "max_concurrency", "must be >= 1")
     options = dict(_check(raw, index, "options", (dict,), False) or {})
+    context_tokens = _check(raw, index, "context_tokens", (int,), False)
+    if context_tokens is not None:
+        if context_tokens < 1:
+            raise _fail(index, name, "context_tokens", "must be >= 1")
+        # Read by arena/context.py: conversations that do not fit are refused before sending.
+        options["context_tokens"] = context_tokens
     sampling = dict(_check(raw, index, "sampling", (dict,), False) or {})
     for key, value in sampling.items():
         types = _SAMPLING_FIELDS.get(key)

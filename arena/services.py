@@ -19,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from arena import anonymity, facts, metrics, moderation, selectors, streams
+from arena import anonymity, context, facts, metrics, moderation, selectors, streams
 from arena.errors import Conflict, InvalidInput, Refused, Unavailable
 from arena.models import (
     CHOICES,
@@ -36,7 +36,7 @@ from arena.sampling import NotEnoughModels
 from arena.sampling_plan import plan_pair_draw
 from leaderboard.formats.records import prompt_hash
 from workers import app as celery_app
-from workers.backends.base import Finish
+from workers.backends.base import Finish, Message
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ def battle_create(
         raise Unavailable(
             "The arena needs at least two enabled models; an operator must enable them."
         ) from None
+    _context_check([(pool[side], [{"role": "user", "content": prompt}]) for side in (left, right)])
     with transaction.atomic():
         battle = Battle.objects.create(
             model_a=pool[left], model_b=pool[right], visitor_id=visitor_id, ip_hash=ip_hash
@@ -140,9 +141,38 @@ def battle_continue(*, battle: Battle, visitor_id: str, prompt: object) -> Turn:
                 f"This battle reached its limit of {settings.ARENA_MAX_TURNS} turns: "
                 "vote, then start a new round."
             )
+        _context_check(
+            [
+                (
+                    battle.model_for(side),
+                    [
+                        *selectors.battle_conversation(battle, side),
+                        {"role": "user", "content": prompt},
+                    ],
+                )
+                for side in (Side.A, Side.B)
+            ]
+        )
         new_turn = Turn.objects.create(battle=battle, index=turn.index + 1, prompt=prompt)
         _responses_create(battle, new_turn)
     return new_turn
+
+
+def _context_check(sides: list[tuple[ArenaModel, list[Message]]]) -> None:
+    """Refuse a conversation that one side's model cannot take with room for its answer: sent
+    anyway, it would fail (and before, count against the model's health)."""
+    for model, messages in sides:
+        system_prompt = model.options.get("system_prompt")
+        if system_prompt:
+            messages = [{"role": "system", "content": str(system_prompt)}, *messages]
+        overflow = context.context_overflow(model, messages)
+        if overflow is not None:
+            tokens, limit = overflow
+            # "one of the models": which one would tell the visitor who is fighting.
+            raise InvalidInput(
+                f"Your conversation is too long for one of the models (about {tokens} tokens; "
+                f"the limit is {limit}). Start a new round with a shorter prompt."
+            )
 
 
 def _prompt_moderate(prompt: str, *, battle: Battle | None, visitor_id: str) -> None:
@@ -207,6 +237,12 @@ def _responses_create(battle: Battle, turn: Turn) -> None:
     for side in (Side.A, Side.B):
         response = Response.objects.create(turn=turn, side=side, model=battle.model_for(side))
         transaction.on_commit(partial(_generation_enqueue, response.id, response.model.queue))
+
+
+def response_enqueue(*, response_id: int) -> None:
+    """Send a queued response's generation task again (its first worker died)."""
+    model_name = Response.objects.values_list("model__name", flat=True).get(id=response_id)
+    _generation_enqueue(response_id, ArenaModel(name=model_name).queue)
 
 
 def _generation_enqueue(response_id: int, queue: str) -> None:
@@ -368,7 +404,11 @@ def response_complete(
     )
     with transaction.atomic():
         stored = (
-            Response.objects.filter(id=response.id, status=ResponseStatus.STREAMING).update(
+            # started_at fences this claim: an answer handed to another worker meanwhile (its
+            # lease lapsed) is not overwritten by the first worker's late result.
+            Response.objects.filter(
+                id=response.id, status=ResponseStatus.STREAMING, started_at=response.started_at
+            ).update(
                 status=ResponseStatus.DONE,
                 text=text,
                 finish_reason=finish.finish_reason,
@@ -394,15 +434,26 @@ def response_complete(
     return stored
 
 
-def response_fail(*, response_id: int, error: str, text: str = "", cause: str = "error") -> bool:
+def response_fail(
+    *,
+    response_id: int,
+    error: str,
+    text: str = "",
+    cause: str = "error",
+    claimed_at: dt.datetime | None = None,
+) -> bool:
     """Mark a response failed and tell its stream's readers; False if it had already ended.
 
     `cause` is a short class of the failure for the metrics and logs (timeout, capacity,
-    backend_error, stream_lost, reaped, enqueue, ...); `error` is the full message.
+    backend_error, stream_lost, reaped, enqueue, worker_lost, ...); `error` is the full message.
+    `claimed_at` (the worker's claim, Response.started_at) fails only that claim's run.
     """
-    failed = Response.objects.filter(
+    pending = Response.objects.filter(
         id=response_id, status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]
-    ).update(
+    )
+    if claimed_at is not None:
+        pending = pending.filter(started_at=claimed_at)
+    failed = pending.update(
         status=ResponseStatus.FAILED, error=error[:2000], text=text, finished_at=timezone.now()
     )
     if failed:
@@ -431,6 +482,55 @@ def response_fail(*, response_id: int, error: str, text: str = "", cause: str = 
             # The database says failed; a reader that reconnects learns it from there.
             log.warning("could not write the failure of response %s: %s", response_id, exc)
     return failed == 1
+
+
+def response_orphan_recover(*, response_id: int, worker: str = "", enqueue: bool = True) -> str:
+    """The worker answering this response stopped (its lease lapsed): hand the answer on.
+
+    If the visitor has seen no token of it, it is queued again (and enqueued, unless the caller
+    runs it itself): a live worker answers it. If they have, a new attempt would show a different
+    answer after the first one's beginning, so it fails with a clear message. Returns "requeued",
+    "failed" or "ended" (it had ended anyway).
+    """
+    row = (
+        Response.objects.filter(
+            id=response_id, status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]
+        )
+        .values_list("turn__battle_id", flat=True)
+        .first()
+    )
+    if row is None:
+        return "ended"
+    battle_id = row
+    key = streams.stream_key(battle_id, response_id)
+    entries = streams.redis_client().xrange(key)
+    if not entries:
+        requeued = Response.objects.filter(
+            id=response_id, status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]
+        ).update(status=ResponseStatus.QUEUED, started_at=None)
+        if not requeued:
+            return "ended"
+        log.warning(
+            "response %s queued again: its worker %s stopped before the first token",
+            response_id,
+            worker or "?",
+            extra={"event": "response_requeued", "response_id": response_id, "worker": worker},
+        )
+        if enqueue:
+            response_enqueue(response_id=response_id)
+        return "requeued"
+    deltas = [fields for _, fields in entries if fields and fields.get("k") == streams.DELTA]
+    seen = "".join(str(fields.get("t", "")) for fields in deltas)
+    failed = response_fail(
+        response_id=response_id,
+        error=(
+            f"the worker generating this answer ({worker or 'unknown'}) stopped after "
+            f"{len(seen)} characters; a new attempt would not continue the same answer"
+        ),
+        text=seen,
+        cause="worker_lost",
+    )
+    return "failed" if failed else "ended"
 
 
 def responses_reap_stuck(*, now: dt.datetime | None = None) -> list[int]:

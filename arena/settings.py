@@ -263,7 +263,7 @@ ARENA_VOTES_PER_MINUTE = envint("ARENA_VOTES_PER_MINUTE", 20, minimum=1)
 ARENA_STREAM_TTL_SECONDS = envint("ARENA_STREAM_TTL_SECONDS", 600, minimum=1)
 # A generation that has not finished after this long is failed by the reaper.
 ARENA_GENERATION_TIMEOUT_SECONDS = envint("ARENA_GENERATION_TIMEOUT_SECONDS", 300, minimum=10)
-# How often beat runs that reaper.
+# How often the workers' reaper (workers/leases.py) looks for those.
 ARENA_REAPER_SECONDS = envint("ARENA_REAPER_SECONDS", 60, minimum=1)
 # A model that fails this many generations in a row leaves the sampling pool until a health
 # probe (every ARENA_HEALTH_PROBE_SECONDS) succeeds.
@@ -359,6 +359,9 @@ if _categories_file:
 # --- Operations: health, metrics, logs (docs/deployment.md) ------------------------------------
 # Seconds between a worker's heartbeats in Redis; readers count a worker dead after 3 missed.
 ARENA_WORKER_HEARTBEAT_SECONDS = envint("ARENA_WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
+# A worker's capacity slots and answers are leases it renews every quarter of this; those of a
+# worker that died lapse within it and go to the live workers (workers/leases.py).
+ARENA_WORKER_LEASE_SECONDS = envint("ARENA_WORKER_LEASE_SECONDS", 10, minimum=2)
 # /metrics answers a request that carries `Authorization: Bearer <ARENA_METRICS_TOKEN>`, and one
 # whose client address (as uvicorn sees it) is in ARENA_METRICS_NETWORKS (comma-separated CIDRs;
 # loopback by default, everyone in the demo; empty: the token only).
@@ -405,10 +408,8 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker outlives any Redis outag
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULE = {
-    "reap-stuck-generations": {
-        "task": "workers.tasks.reap_stuck",
-        "schedule": float(ARENA_REAPER_SECONDS),
-    },
+    # No reaper here: each worker reaps in a thread of its own (workers/leases.py), where
+    # generations waiting in the pool cannot hold it up.
     "probe-unhealthy-models": {
         "task": "workers.tasks.probe_unhealthy_models",
         "schedule": float(ARENA_HEALTH_PROBE_SECONDS),

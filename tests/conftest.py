@@ -101,9 +101,12 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def worker_start(env: dict[str, str], *, name: str, queues: list[str]) -> subprocess.Popen[bytes]:
+def worker_start(
+    env: dict[str, str], *, name: str, queues: list[str], extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     """A real Celery worker (threads pool), started and ready; its log is var/<name>.log
-    (appended to: a test that restarts its worker keeps what the first one said)."""
+    (appended to: a test that restarts its worker keeps what the first one said). `extra`:
+    more worker options (a later one wins over the defaults here)."""
     log = ROOT / "var" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
     start = log.stat().st_size if log.exists() else 0
@@ -112,7 +115,7 @@ def worker_start(env: dict[str, str], *, name: str, queues: list[str]) -> subpro
             [sys.executable, "-m", "celery", "-A", "workers", "worker", "--pool", "threads",
              "--concurrency", "4", "-Q", ",".join(queues), "--loglevel", "INFO",
              "--hostname", f"{name}-{os.getpid()}@localhost", "--without-heartbeat",
-             "--without-gossip", "--without-mingle"],
+             "--without-gossip", "--without-mingle", *extra],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     deadline = time.monotonic() + 60

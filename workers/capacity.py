@@ -1,7 +1,8 @@
 """Each model's `max_concurrency`, held across every worker and host with a Redis semaphore.
 
-The semaphore is a sorted set of holders scored by when their claim lapses, so a worker that
-dies holding a slot frees it by itself once the generation timeout has passed.
+The semaphore is a sorted set of holders scored by when their claim lapses. A slot is a lease
+(workers/leases.py): the holding worker's keeper pushes it forward while the worker lives, so a
+worker that dies holding a slot frees it by itself within ARENA_WORKER_LEASE_SECONDS.
 """
 
 from __future__ import annotations
@@ -59,7 +60,12 @@ def capacity_slot(
     wait_s: float,
     poll_s: float = 0.05,
 ) -> Iterator[None]:
-    """Hold one of the model's `limit` slots; wait up to `wait_s` for one (else AtCapacity)."""
+    """Hold one of the model's `limit` slots; wait up to `wait_s` for one (else AtCapacity).
+
+    `hold_s` is the lease: this process's lease keeper renews it until the slot is released.
+    """
+    from workers.leases import keeper
+
     deadline = time.monotonic() + wait_s
     while not capacity_acquire(
         client, model_name=model_name, limit=limit, holder=holder, hold_s=hold_s
@@ -67,7 +73,9 @@ def capacity_slot(
         if time.monotonic() >= deadline:
             raise AtCapacity(f"{model_name} stayed at its limit of {limit} for {wait_s:.0f} s")
         time.sleep(poll_s)
+    keeper().hold(capacity_key(model_name), holder)
     try:
         yield
     finally:
+        keeper().release(capacity_key(model_name), holder)
         capacity_release(client, model_name=model_name, holder=holder)

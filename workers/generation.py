@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from typing import Any
 
@@ -14,11 +15,29 @@ from django.conf import settings
 
 from arena import metrics, selectors, services, streams
 from arena.models import Response, ResponseStatus
+from workers import leases
 from workers.backends import backend_for
-from workers.backends.base import Backend, BackendError, Finish, SamplingParams
+from workers.backends.base import (
+    FAULT_MODEL,
+    FAULT_OURS,
+    Backend,
+    BackendError,
+    Finish,
+    SamplingParams,
+)
 from workers.capacity import AtCapacity, capacity_slot
 
 log = logging.getLogger(__name__)
+
+# The metrics' `cause` of a failure, by whose fault it was (only the model's count toward health).
+_FAULT_CAUSES = {FAULT_MODEL: "backend_error", FAULT_OURS: "our_error"}
+# Responses this process is running: a duplicate delivery to the same worker does nothing.
+_running: set[int] = set()
+_running_lock = threading.Lock()
+
+
+class LeaseLost(Exception):
+    """This worker stalled past its lease and another worker's reaper handed the answer on."""
 
 
 def sampling_params(options: dict[str, Any]) -> SamplingParams:
@@ -32,9 +51,37 @@ def sampling_params(options: dict[str, Any]) -> SamplingParams:
 def generation_run(*, response_id: int, backend: Backend | None = None) -> bool:
     """Run one generation; False when there was nothing to do (claimed elsewhere or ended).
 
-    The model's capacity slot is taken before the claim: while every slot is busy the answer
-    stays queued here, and nothing is sent to the model's server.
+    The response's lease is taken first (a live worker that holds it is answering it: a
+    redelivered or re-enqueued duplicate does nothing), then the model's capacity slot: while
+    every slot is busy the answer stays queued here, and nothing is sent to the model's server.
     """
+    with _running_lock:
+        if response_id in _running:
+            return False
+        _running.add(response_id)
+    client = streams.redis_client()
+    try:
+        if not leases.response_lease_take(client, response_id=response_id):
+            return False
+        try:
+            return _run_leased(response_id, backend)
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                leases.response_lease_drop(client, response_id=response_id)
+    finally:
+        with _running_lock:
+            _running.discard(response_id)
+
+
+def _run_leased(response_id: int, backend: Backend | None) -> bool:
+    status = Response.objects.filter(id=response_id).values_list("status", flat=True).first()
+    # Streaming, yet its lease was free: the worker that ran it died before any reaper noticed.
+    # Hand it on here (queued again if no token was sent, else failed).
+    if (
+        status == ResponseStatus.STREAMING
+        and services.response_orphan_recover(response_id=response_id, enqueue=False) != "requeued"
+    ):
+        return False
     queued = (
         Response.objects.filter(id=response_id, status=ResponseStatus.QUEUED)
         .select_related("model")
@@ -50,7 +97,7 @@ def generation_run(*, response_id: int, backend: Backend | None = None) -> bool:
             model_name=model.name,
             limit=model.max_concurrency,
             holder=str(response_id),
-            hold_s=timeout + 60,
+            hold_s=leases.lease_seconds(),
             wait_s=timeout,
         ):
             response = services.response_claim(response_id=response_id)
@@ -76,12 +123,18 @@ def _generate(response: Response, backend: Backend | None) -> bool:
             if isinstance(event, Finish):
                 finish = event
                 break
+            if leases.response_lease_lost(response.id):
+                _lease_recheck(response)
             if ttft_ms is None:
                 ttft_ms = int((time.monotonic() - started) * 1000)
             parts.append(event.text)
             writer.delta(event.text)
         if finish is None:
             raise BackendError("the backend ended without a finish record")
+    except LeaseLost:
+        # The answer is another worker's now (queued again) or failed: write nothing more.
+        log.warning("response %s: lease lost while generating; abandoned", response.id)
+        return False
     except SoftTimeLimitExceeded:
         return _fail(response, "generation timed out", parts, writer, cause="timeout")
     except redis.RedisError as exc:
@@ -94,16 +147,34 @@ def _generate(response: Response, backend: Backend | None) -> bool:
             model_failed=False,
             cause="stream_lost",
         )
-    except (BackendError, ValueError, OSError) as exc:
-        cause = "backend_error" if isinstance(exc, BackendError) else _snake(type(exc).__name__)
+    except BackendError as exc:
+        # Only the model's own failures count toward its health (see BackendError.fault): a
+        # conversation too long for it is the visitor's, a bad option ours.
+        return _fail(
+            response,
+            str(exc) or type(exc).__name__,
+            parts,
+            writer,
+            model_failed=exc.fault == FAULT_MODEL,
+            cause=_FAULT_CAUSES.get(exc.fault, "refused_request"),
+        )
+    except OSError as exc:  # The network or the disk under the model.
+        cause = _snake(type(exc).__name__)
         return _fail(response, str(exc) or type(exc).__name__, parts, writer, cause=cause)
-    except Exception as exc:  # Anything else still must not leave the visitor waiting.
+    except Exception as exc:  # Ours (a bug): it must not leave the visitor waiting either.
         log.exception(
             "generation of response %s crashed",
             response.id,
             extra={"event": "generation_crashed", "response_id": response.id},
         )
-        return _fail(response, f"{type(exc).__name__}: {exc}", parts, writer, cause="crash")
+        return _fail(
+            response,
+            f"{type(exc).__name__}: {exc}",
+            parts,
+            writer,
+            model_failed=False,
+            cause="crash",
+        )
     latency_ms = int((time.monotonic() - started) * 1000)
     text = "".join(parts)
     # The database first: a reader that sees `done` may vote at once.
@@ -140,6 +211,16 @@ def _generate(response: Response, backend: Backend | None) -> bool:
     return stored
 
 
+def _lease_recheck(response: Response) -> None:
+    """Our lease was not found when renewed. If a reaper handed the answer on (the database says
+    so: it is no longer our claim), stop; if not (Redis lost its data, say), take it again."""
+    ours = Response.objects.filter(
+        id=response.id, status=ResponseStatus.STREAMING, started_at=response.started_at
+    ).exists()
+    if not ours or not leases.response_lease_take(streams.redis_client(), response_id=response.id):
+        raise LeaseLost
+
+
 def _snake(name: str) -> str:
     """ConnectionRefusedError -> connection_refused_error: a metric label from a class name."""
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
@@ -159,7 +240,15 @@ def _fail(
         # What was generated before the fault reaches the readers too, as it does the database.
         with contextlib.suppress(redis.RedisError):
             writer.flush()
-    services.response_fail(response_id=response.id, error=error, text="".join(parts), cause=cause)
+    failed = services.response_fail(
+        response_id=response.id,
+        error=error,
+        text="".join(parts),
+        cause=cause,
+        claimed_at=response.started_at,
+    )
+    if not failed:
+        return False  # it had ended (reaped) or been handed to another worker meanwhile
     if model_failed:
         services.model_health_record(model_id=response.model_id, ok=False, error=error)
     return True

@@ -243,3 +243,70 @@ def test_votes_are_rate_limited_per_visitor(cast: dict) -> None:
     services.vote_record(battle=first, visitor_id=VISITOR, choice="a")
     with pytest.raises(RateLimited, match="Too many votes"):
         services.vote_record(battle=second, visitor_id=VISITOR, choice="a")
+
+
+# 7,900 characters: under ARENA_MAX_PROMPT_CHARS, about 4,000 tokens for the tiny models, whose
+# context is 2,048 (the finding: three such prompts took every demo model out of the pool).
+LONG_PROMPT = ("Explain the water cycle in detail. " * 300)[:7900]
+
+
+def test_a_prompt_too_long_for_a_model_is_refused_with_the_limit(cast: dict) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        _new_battle(LONG_PROMPT)
+    message = str(refused.value)
+    assert "too long for one of the models" in message
+    # The tiny models' context (2,048) less the room for their answer (max_tokens 24).
+    assert "the limit is 2024" in message and "Start a new round" in message
+    assert not Battle.objects.exists()
+
+
+def test_a_follow_up_that_outgrows_the_context_is_refused(cast: dict) -> None:
+    battle = _new_battle()
+    _answer_all(battle)
+    half = LONG_PROMPT[:3000]  # fits alone (about 1,500 tokens), not on top of the first turn
+    services.battle_continue(battle=battle, visitor_id=VISITOR, prompt="A short follow-up.")
+    _answer_all(battle)
+    services.battle_continue(battle=battle, visitor_id=VISITOR, prompt=half)
+    _answer_all(battle)
+    with pytest.raises(InvalidInput, match="too long for one of the models"):
+        services.battle_continue(battle=battle, visitor_id=VISITOR, prompt=half)
+    assert battle.turns.count() == 3
+
+
+def test_a_declared_context_bounds_an_http_model_by_an_estimate(cast: dict) -> None:
+    from arena import context
+
+    model = ArenaModel(
+        name="remote",
+        backend="openai",
+        options={
+            "base_url": "http://x/v1",
+            "context_tokens": 1000,
+            "sampling": {"max_tokens": 200},
+        },
+    )
+    short = [{"role": "user", "content": "Hello there."}]
+    assert context.context_overflow(model, short) is None
+    # Bytes / 3 tokens, on the high side: 3,000 ASCII characters are about 1,000 tokens.
+    tokens, limit = context.context_overflow(model, [{"role": "user", "content": "a" * 3000}])
+    assert (tokens, limit) == (1000 + 16, 800)
+    unknown = ArenaModel(name="remote2", backend="openai", options={"base_url": "http://x/v1"})
+    assert context.context_overflow(unknown, [{"role": "user", "content": "a" * 99999}]) is None
+
+
+def test_the_registry_declares_a_context_and_refuses_a_bad_one(tmp_path) -> None:
+    from arena.registry import RegistryError, registry_parse
+
+    entry = """
+    [[models]]
+    name = "remote"
+    display_name = "Remote"
+    backend = "openai"
+    context_tokens = 8192
+    [models.options]
+    base_url = "http://gpu1:8001/v1"
+    """
+    (parsed,) = registry_parse(entry, base_dir=tmp_path)
+    assert parsed.options["context_tokens"] == 8192
+    with pytest.raises(RegistryError, match="'context_tokens': must be >= 1"):
+        registry_parse(entry.replace("8192", "0"), base_dir=tmp_path)

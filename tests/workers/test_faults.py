@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -23,6 +24,7 @@ from arena.models import ArenaModel, Response, ResponseStatus, Vote
 from tests.conftest import stop, subprocess_env, web_start, worker_start
 from tests.visitor import Visitor, texts
 from tests.workers.replay_server import Paced, Replay, ReplayServer, Reply
+from workers.capacity import capacity_in_use
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -154,6 +156,68 @@ def test_worker_killed_mid_answer_is_failed_by_the_reaper(
     stack.worker_restart()
     again = visitor.post("/battles", {"prompt": "Again?"}).json()["id"]
     assert [e.event for e in visitor.stream(again)].count("done") == 2
+
+
+# A visitor's answer must end (answered, or failed with a clear message) this soon after its
+# worker was killed: the dead worker's leases lapse (ARENA_WORKER_LEASE_SECONDS, 10 s), a live
+# worker's reaper hands its answers on, and the queued ones are answered (each about 3 s here).
+RECOVERY_BOUND_S = 30
+
+
+def test_a_killed_worker_costs_seconds_not_minutes(
+    stack: Stack, slow_models: list, module_redis: None
+) -> None:
+    # A worker with 2 threads that reserves 6 tasks: of the 6 answers, 2 stream and 4 wait in
+    # the worker, reserved but not started (they come back from the broker only after its
+    # visibility_timeout, 600 s).
+    stack.worker_kill()
+    stack.worker = worker_start(
+        stack.env,
+        name="faults-worker",
+        queues=QUEUES,
+        extra=("--concurrency", "2", "--prefetch-multiplier", "3"),
+    )
+    visitor = Visitor(stack.url)
+    battles = [
+        visitor.post("/battles", {"prompt": f"Story {k}, please."}).json()["id"] for k in range(3)
+    ]
+    responses = Response.objects.filter(turn__battle_id__in=battles)
+    client = streams.redis_client()
+    deadline = time.monotonic() + 60
+    while True:  # until both streaming answers have sent text to their visitors
+        streaming = list(responses.filter(status=ResponseStatus.STREAMING))
+        if len(streaming) == 2 and all(
+            client.xlen(streams.stream_key(r.turn.battle_id, r.id)) for r in streaming
+        ):
+            break
+        assert time.monotonic() < deadline, "the answers did not start"
+        time.sleep(0.1)
+    assert responses.filter(status=ResponseStatus.QUEUED).count() == 4
+    assert client.llen("model.slow-a") + client.llen("model.slow-b") == 0  # all reserved
+    stack.worker_kill()
+    killed = time.monotonic()
+    stack.worker_restart()  # what run_arena or systemd does
+
+    while responses.filter(status__in=[ResponseStatus.QUEUED, ResponseStatus.STREAMING]):
+        assert time.monotonic() - killed < RECOVERY_BOUND_S, sorted(
+            responses.values_list("id", "status")
+        )
+        time.sleep(0.2)
+    recovered_s = time.monotonic() - killed
+    # The two that had sent text fail clearly (a new try would not continue the same answer);
+    # every other one is answered by the new worker.
+    failed = responses.filter(status=ResponseStatus.FAILED)
+    assert sorted(r.id for r in failed) == sorted(r.id for r in streaming)
+    for response in failed:
+        assert "stopped after" in response.error and response.text
+    assert responses.filter(status=ResponseStatus.DONE).count() == 4
+    # Their visitors are told: each stream ends.
+    for battle_id in battles:
+        assert visitor.stream(battle_id)[-1].event == "end"
+    # And the dead worker's slots are free.
+    for name in ("slow-a", "slow-b"):
+        assert capacity_in_use(client, model_name=name) == 0
+    print(f"every answer ended {recovered_s:.1f} s after the kill")
 
 
 def test_redis_restart_mid_stream_ends_clearly_and_keeps_votes(

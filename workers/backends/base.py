@@ -42,8 +42,23 @@ class Finish:
     finish_reason: str
 
 
+# Whose fault a failed generation is. Only the model's count against its health: a visitor's
+# conversation that a server refuses as too long, or a bug or a misconfiguration of ours, must
+# not take a working model out of the sampling pool.
+FAULT_MODEL = "model"
+FAULT_VISITOR = "visitor"
+FAULT_OURS = "ours"
+
+
 class BackendError(Exception):
-    """A generation failed; the message is stored on the Response and shown to operators."""
+    """A generation failed; the message is stored on the Response and shown to operators.
+
+    `fault` says whose it is (FAULT_MODEL by default: unreachable, 5xx, timed out, crashed).
+    """
+
+    def __init__(self, message: str, *, fault: str = FAULT_MODEL) -> None:
+        super().__init__(message)
+        self.fault = fault
 
 
 class Backend(Protocol):

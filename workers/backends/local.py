@@ -35,7 +35,15 @@ from transformers import (
     TextIteratorStreamer,
 )
 
-from workers.backends.base import BackendError, Delta, Finish, Message, SamplingParams
+from workers.backends.base import (
+    FAULT_OURS,
+    FAULT_VISITOR,
+    BackendError,
+    Delta,
+    Finish,
+    Message,
+    SamplingParams,
+)
 
 DEFAULT_IDLE_TIMEOUT = 600.0
 # How often the consumer wakes up to check that the generating thread is still alive.
@@ -93,7 +101,7 @@ def _load(path: Path, *, device: str, dtype: str | None) -> LoadedModel:
     elif dtype is not None:
         torch_dtype = getattr(torch, dtype, None)
         if not isinstance(torch_dtype, torch.dtype):
-            raise BackendError(f"unknown dtype {dtype!r} for the local backend")
+            raise BackendError(f"unknown dtype {dtype!r} for the local backend", fault=FAULT_OURS)
         kwargs["dtype"] = torch_dtype
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -125,7 +133,9 @@ class LocalBackend:
     def __init__(self, options: Mapping[str, Any]) -> None:
         raw_path = options.get("path")
         if not raw_path:
-            raise BackendError("the local backend needs a 'path' option (a model folder)")
+            raise BackendError(
+                "the local backend needs a 'path' option (a model folder)", fault=FAULT_OURS
+            )
         self.path = Path(str(raw_path)).expanduser()
         if not self.path.is_dir():
             raise BackendError(f"model folder {self.path} does not exist")
@@ -154,7 +164,9 @@ class _Generation:
         idle_timeout: float,
     ) -> None:
         if params.max_tokens < 1:
-            raise BackendError(f"max_tokens must be at least 1, not {params.max_tokens}")
+            raise BackendError(
+                f"max_tokens must be at least 1, not {params.max_tokens}", fault=FAULT_OURS
+            )
         self.loaded = loaded
         self.params = params
         self.idle_timeout = idle_timeout
@@ -163,9 +175,11 @@ class _Generation:
         if loaded.max_positions is not None:
             room = loaded.max_positions - len(self.prompt_ids)
             if room < 1:
+                # The visitor's conversation outgrew the model: not the model's failure.
                 raise BackendError(
                     f"the conversation is {len(self.prompt_ids)} tokens; "
-                    f"the model's context is {loaded.max_positions}"
+                    f"the model's context is {loaded.max_positions}",
+                    fault=FAULT_VISITOR,
                 )
             self.max_new_tokens = min(self.max_new_tokens, room)
         self.stop = tuple(s for s in params.stop if s)

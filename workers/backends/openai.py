@@ -33,7 +33,16 @@ from typing import Any
 
 import httpx
 
-from workers.backends.base import BackendError, Delta, Finish, Message, SamplingParams
+from workers.backends.base import (
+    FAULT_MODEL,
+    FAULT_OURS,
+    FAULT_VISITOR,
+    BackendError,
+    Delta,
+    Finish,
+    Message,
+    SamplingParams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +98,9 @@ def http_clients_close() -> None:
 def _option_float(options: Mapping[str, Any], key: str, default: float) -> float:
     value = options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise BackendError(f"options.{key} must be a positive number, not {value!r}")
+        raise BackendError(
+            f"options.{key} must be a positive number, not {value!r}", fault=FAULT_OURS
+        )
     return float(value)
 
 
@@ -98,7 +109,9 @@ class OpenAIBackend:
         base_url = options.get("base_url")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise BackendError(
-                f"the openai backend needs options.base_url (http://host:port/v1), not {base_url!r}"
+                "the openai backend needs options.base_url (http://host:port/v1), "
+                f"not {base_url!r}",
+                fault=FAULT_OURS,
             )
         self.base_url = base_url.rstrip("/")
         served = options.get("served_model_name")
@@ -109,7 +122,8 @@ class OpenAIBackend:
             key = os.environ.get(str(key_env))
             if not key:
                 raise BackendError(
-                    f"the environment variable {key_env} (options.api_key_env) is not set"
+                    f"the environment variable {key_env} (options.api_key_env) is not set",
+                    fault=FAULT_OURS,
                 )
             self.headers["Authorization"] = f"Bearer {key}"
         self.connect_timeout = _option_float(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)
@@ -117,7 +131,9 @@ class OpenAIBackend:
         self.retry_backoff = _option_float(options, "retry_backoff", DEFAULT_RETRY_BACKOFF)
         retries = options.get("retries", DEFAULT_RETRIES)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise BackendError(f"options.retries must be an integer >= 0, not {retries!r}")
+            raise BackendError(
+                f"options.retries must be an integer >= 0, not {retries!r}", fault=FAULT_OURS
+            )
         self.retries = retries
 
     @property
@@ -140,7 +156,9 @@ class OpenAIBackend:
         """The JSON sent to /chat/completions (`model` is filled in when the stream starts)."""
         clash = sorted(PROTOCOL_KEYS & set(params.extra))
         if clash:
-            raise BackendError(f"sampling.extra may not set {clash[0]!r}: the backend sets it")
+            raise BackendError(
+                f"sampling.extra may not set {clash[0]!r}: the backend sets it", fault=FAULT_OURS
+            )
         body: dict[str, Any] = {
             "model": self.served_model_name,
             "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
@@ -177,7 +195,10 @@ class OpenAIBackend:
                     message = _error_message(response)
                     error = f"HTTP {response.status_code} from {self.base_url}: {message}"
                     if response.status_code not in RETRY_STATUSES or attempt > self.retries:
-                        raise BackendError(_after(error, attempt))
+                        raise BackendError(
+                            _after(error, attempt),
+                            fault=status_fault(response.status_code, message),
+                        )
                     retry_wait = _retry_after(response)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 error = f"cannot connect to {self.base_url}: {_describe(exc)}"
@@ -372,6 +393,29 @@ def _message_of(body: dict[str, Any]) -> str:
     elif isinstance(error, str) and error:
         return error
     return json.dumps(body)[:MAX_ERROR_TEXT]
+
+
+# How servers word a request refused for its length (vLLM: "This model's maximum context length
+# is 2048 tokens. However, you requested 2600 tokens ...", OpenAI: "context_length_exceeded").
+_TOO_LONG_WORDS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "too long",
+    "too many tokens",
+)
+
+
+def status_fault(status: int, message: str) -> str:
+    """Whose fault an HTTP error is: a request refused for its length is the visitor's, another
+    refused request (400, 413, 422) is ours (we built it), anything else the model's (its server
+    is down, overloaded, misconfigured or refuses our key: it cannot answer)."""
+    if status in (400, 413, 422):
+        lowered = message.lower()
+        if status == 413 or any(word in lowered for word in _TOO_LONG_WORDS):
+            return FAULT_VISITOR
+        return FAULT_OURS
+    return FAULT_MODEL
 
 
 def _retry_after(response: httpx.Response) -> float | None:
