@@ -3,9 +3,9 @@
 `sampling_plan_create` (beat, every ARENA_LEADERBOARD_REFRESH_SECONDS) counts the valid battles
 between each two models of the current pool and stores the adaptive pair probabilities computed
 from those counts alone (never from outcomes or ratings: that is what keeps the ratings unbiased,
-see arena/adaptive.py). `plan_pair_draw` (in `battle_create`) only looks up the latest plan (cached per
-process by id) and draws: a model disabled since is cut out of the plan, and a pool with a model
-the plan does not know falls back to the weighted policy until the next plan.
+see arena/adaptive.py). `plan_pair_draw` (in `battle_create`) only looks up the latest plan
+(cached per process by id) and draws: a model disabled since is cut out of the plan, and a pool
+with a model the plan does not know falls back to the weighted policy until the next plan.
 """
 
 from __future__ import annotations
@@ -49,9 +49,7 @@ def sampling_plan_create(*, pool: Sequence[ArenaModel]) -> SamplingPlan:
     counts = aggregate_counts(data.model_a, data.model_b, data.outcome, len(names))
     slots = np.array([index[m.id] for m in pool], dtype=np.int64)
     battles = battle_count_matrix(counts)[np.ix_(slots, slots)] / 2  # symmetric: once per order
-    probabilities = adaptive_pair_probabilities(
-        battles, weights=[m.sampling_weight for m in pool]
-    )
+    probabilities = adaptive_pair_probabilities(battles, weights=[m.sampling_weight for m in pool])
     return SamplingPlan.objects.create(
         pool=[m.name for m in pool],
         probabilities=probabilities.tolist(),

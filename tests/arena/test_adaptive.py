@@ -1,12 +1,8 @@
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 from scipy import stats
-from scipy.special import expit
 
 from arena.adaptive import (
     adaptive_pair_probabilities,
@@ -15,7 +11,14 @@ from arena.adaptive import (
     pair_draw,
 )
 from arena.sampling import NotEnoughModels, pair_probabilities
-from leaderboard.ratings import aggregate_counts, fit_bradley_terry
+from benchmarks.sampling import BIAS_TRUTH as TRUTH
+from benchmarks.sampling import (
+    adaptive_plan,
+    outward_errors,
+    paired_runs,
+    rmse_by_checkpoint,
+    uniform_plan,
+)
 
 # Chi-square test level for "the draws follow the stated distribution": a correct sampler fails
 # it one run in ten thousand.
@@ -26,16 +29,13 @@ ATOL = 1e-12
 RTOL_RELABEL = 1e-7
 
 # Outward bias of the two extreme models, adaptive minus uniform, in rating points: the fix's
-# target is +-1 point; with 250 paired runs this difference has a standard error of about 0.3
+# target is +-1 point; with 250 paired runs this difference has a standard error of about 0.25
 # points (outcomes share their random numbers across policies), so 1.5 points is about 5 of
 # them, while the ratings-driven plan this replaced was 3-4 points off.
 BIAS_POINTS = 1.5
 # RMSE against the truth, adaptive over uniform, at every checkpoint: paired runs measure the
 # ratio to about 1%, so 3% is a real loss, not noise.
 RMSE_RATIO = 1.03
-POINTS = 400 / math.log(10)
-
-Plan = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 
 
 def counts_matrix(n: int, per_pair: float = 50.0) -> np.ndarray:
@@ -133,85 +133,22 @@ def test_draws_match_the_distribution() -> None:
     assert result.pvalue > ALPHA
 
 
-
-
-# --- Simulated arenas with known strengths ------------------------------------------------------
-# 12 models from 600 to 1400 rating points (the extremes win or lose 10 to 1 against the
-# centre), 6,000 votes, a new plan every 1,000, 250 runs per policy.
-TRUTH = np.linspace(-400, 400, 12) / POINTS
-VOTES, STEP, RUNS = 6000, 1000, 250
-
-
-def adaptive_plan(a: np.ndarray, b: np.ndarray, o: np.ndarray, n: int) -> np.ndarray:
-    """The arena's adaptive plan from the history so far, as ``arena.sampling_plan`` makes it."""
-    return adaptive_pair_probabilities(np.bincount(a * n + b, minlength=n * n).reshape(n, n))
-
-
-def uniform_plan(a: np.ndarray, b: np.ndarray, o: np.ndarray, n: int) -> np.ndarray:
-    return pair_probabilities([1.0] * n)
-
-
-def simulate(
-    plan: Plan,
-    *,
-    seed: int,
-    keep: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
-) -> np.ndarray:
-    """Fitted strengths after each block of ``STEP`` votes: shape (RUNS, VOTES // STEP, n).
-
-    Outcomes use common random numbers: the k-th battle between two models in run r reads the
-    same uniform number whatever the policy, so policies that draw similar pairs get similar
-    noise and their difference is measured far more precisely than their separate biases.
-    """
-    n = TRUTH.size
-    out = np.zeros((RUNS, VOTES // STEP, n))
-    for r in range(RUNS):
-        pairs = np.random.default_rng([seed, r, 0])
-        noise = np.random.default_rng([seed, r, 1]).random((n * n, VOTES))
-        seen = np.zeros(n * n, dtype=np.int64)
-        a, b, o = (np.zeros(0, dtype=np.int64) for _ in range(3))
-        for k in range(VOTES // STEP):
-            p = plan(a, b, o, n).ravel()
-            left, right = np.divmod(pairs.choice(n * n, size=STEP, p=p / p.sum()), n)
-            lo, hi = np.minimum(left, right), np.maximum(left, right)
-            key = lo * n + hi
-            order = np.argsort(key, kind="stable")
-            starts = np.r_[0, np.flatnonzero(np.diff(key[order])) + 1]
-            rank = np.empty(STEP, dtype=np.int64)
-            rank[order] = np.arange(STEP) - np.repeat(starts, np.diff(np.r_[starts, STEP]))
-            lo_won = noise[key, seen[key] + rank] < expit(TRUTH[lo] - TRUTH[hi])
-            seen += np.bincount(key, minlength=n * n)
-            outcome = np.where(left == lo, ~lo_won, lo_won).astype(np.int64)  # 0: left won
-            if keep is not None:
-                m = keep(left, right, outcome)
-                left, right, outcome = left[m], right[m], outcome[m]
-            a, b, o = np.r_[a, left], np.r_[b, right], np.r_[o, outcome]
-            out[r, k] = fit_bradley_terry(aggregate_counts(a, b, o, n))
-    return out
-
-
-def outward_bias(fits: np.ndarray) -> float:
-    """Mean over runs of how far the extreme models end up from the centre beyond the truth."""
-    err = (fits[:, -1] - TRUTH) * POINTS
-    return float(np.mean(err[:, -1] - err[:, 0]) / 2)
-
-
-def rmse(fits: np.ndarray) -> np.ndarray:
-    """RMSE against the truth over runs and models, at each checkpoint (rating points)."""
-    return np.asarray(np.sqrt(np.mean(((fits - TRUTH) * POINTS) ** 2, axis=(0, 2))))
+# --- Simulated arenas with known strengths (benchmarks/sampling.py --bias, CI-sized) -------------
+# 12 models from 600 to 1400 rating points, 6,000 votes, a new plan every 1,000, 250 paired runs.
+SIZE = {"runs": 250, "votes": 6000, "step": 1000, "seed": 20}
 
 
 @pytest.fixture(scope="module")
 def uniform_fits() -> np.ndarray:
-    return simulate(uniform_plan, seed=20)
+    return paired_runs(uniform_plan, **SIZE)
 
 
 def test_adaptive_sampling_adds_no_bias_to_the_extremes(uniform_fits: np.ndarray) -> None:
     """Finding 7 of issue 14: planning from the fitted ratings pushed the extremes outwards."""
-    adaptive = simulate(adaptive_plan, seed=20)
-    gap = outward_bias(adaptive) - outward_bias(uniform_fits)
-    assert abs(gap) < BIAS_POINTS, (outward_bias(adaptive), outward_bias(uniform_fits))
-    ratio = rmse(adaptive) / rmse(uniform_fits)
+    adaptive = paired_runs(adaptive_plan, **SIZE)
+    gap = outward_errors(adaptive)[:, -1].mean() - outward_errors(uniform_fits)[:, -1].mean()
+    assert abs(gap) < BIAS_POINTS, gap
+    ratio = rmse_by_checkpoint(adaptive) / rmse_by_checkpoint(uniform_fits)
     assert np.all(ratio < RMSE_RATIO), ratio
 
 
@@ -221,7 +158,8 @@ def test_the_bias_check_has_power(uniform_fits: np.ndarray) -> None:
 
     def keep(left: np.ndarray, right: np.ndarray, outcome: np.ndarray) -> np.ndarray:
         upset = np.where(outcome == 0, TRUTH[left] < TRUTH[right], TRUTH[right] < TRUTH[left])
-        return ~upset | (coin.random(left.size) < 0.75)
+        return np.asarray(~upset | (coin.random(left.size) < 0.75))
 
-    gap = outward_bias(simulate(uniform_plan, seed=20, keep=keep)) - outward_bias(uniform_fits)
+    dropped = paired_runs(uniform_plan, keep=keep, **SIZE)
+    gap = outward_errors(dropped)[:, -1].mean() - outward_errors(uniform_fits)[:, -1].mean()
     assert gap > BIAS_POINTS, gap
