@@ -81,6 +81,7 @@ class Shape:
     votes: int  # votes drawn by the policy
     settled: int = 0  # uniform votes among all but the last model before it joins
     newcomer: bool = False
+    target: float = NEW_MODEL_TARGET  # points: the newcomer's interval width to reach
 
 
 def to_theta(ratings: np.ndarray) -> np.ndarray:
@@ -185,7 +186,7 @@ def run(
             rows["cov"].append(float(np.mean(np.abs(theta[rated] - truth) <= Z95 * se)))
             new_se = math.sqrt(max(cov[-1, -1], 0)) if rated[-1] else math.inf
             rows["new"].append(2 * Z95 * new_se * POINTS)
-        reached = bool(rows["new"]) and rows["new"][-1] < NEW_MODEL_TARGET
+        reached = bool(rows["new"]) and rows["new"][-1] < shape.target
         if done >= shape.votes or (policy.startswith("boost-") and reached):
             break
         if policy == "adaptive":
@@ -232,13 +233,13 @@ def summarise(shape: Shape, res: dict[str, list[dict[str, np.ndarray]]]) -> list
     return out
 
 
-def newcomer_votes(res: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, float]:
-    """Median over seeds of the votes until the newcomer's interval is under the target."""
+def newcomer_votes(
+    res: dict[str, list[dict[str, np.ndarray]]], target: float = NEW_MODEL_TARGET
+) -> dict[str, float]:
+    """Median over seeds of the votes until the newcomer's interval is under ``target``."""
     out = {}
     for p, runs in res.items():
-        per_seed = [
-            votes_to_reach(r["votes"], r["new"], NEW_MODEL_TARGET, below=True) for r in runs
-        ]
+        per_seed = [votes_to_reach(r["votes"], r["new"], target, below=True) for r in runs]
         out[p] = float(np.median(per_seed))
     return out
 

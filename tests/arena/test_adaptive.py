@@ -13,10 +13,14 @@ from arena.adaptive import (
 from arena.sampling import NotEnoughModels, pair_probabilities
 from benchmarks.sampling import BIAS_TRUTH as TRUTH
 from benchmarks.sampling import (
+    Shape,
     adaptive_plan,
+    newcomer_votes,
     outward_errors,
     paired_runs,
     rmse_by_checkpoint,
+    run,
+    to_theta,
     uniform_plan,
 )
 
@@ -33,6 +37,9 @@ RTOL_RELABEL = 1e-7
 # points (outcomes share their random numbers across policies), so 1.5 points is about 5 of
 # them, while the ratings-driven plan this replaced was 3-4 points off.
 BIAS_POINTS = 1.5
+# Votes for a newcomer's interval to reach its target, adaptive over the best fixed boost in
+# hindsight (median over seeds): adaptive must not need more, up to the spread of the medians.
+BOOST_RATIO = 1.02
 # RMSE against the truth, adaptive over uniform, at every checkpoint: paired runs measure the
 # ratio to about 1%, so 3% is a real loss, not noise.
 RMSE_RATIO = 1.03
@@ -163,3 +170,17 @@ def test_the_bias_check_has_power(uniform_fits: np.ndarray) -> None:
     dropped = paired_runs(uniform_plan, keep=keep, **SIZE)
     gap = outward_errors(dropped)[:, -1].mean() - outward_errors(uniform_fits)[:, -1].mean()
     assert gap > BIAS_POINTS, gap
+
+
+def test_a_newcomer_needs_no_more_votes_than_the_best_fixed_boost() -> None:
+    """Finding 8 of issue 14: the saving against a 2x boost was mostly the boost itself."""
+    settled = 1000 + 150 * stats.norm.ppf((np.arange(12) + 0.5) / 12)
+    shape = Shape(
+        "small newcomer", to_theta(np.r_[settled, 1100.0]), np.r_[np.ones(12), 2.0], 4000,
+        settled=20_000, newcomer=True, target=45.0,
+    )  # fmt: skip
+    policies = ["adaptive", "boost-2", "boost-10", "boost-100", "boost-1000"]
+    res = {p: [run(shape, p, seed, 250) for seed in range(5)] for p in policies}
+    votes = newcomer_votes(res, shape.target)
+    best = min(v for p, v in votes.items() if p != "adaptive")
+    assert votes["adaptive"] <= BOOST_RATIO * best, votes
