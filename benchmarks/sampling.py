@@ -386,24 +386,38 @@ def rmse_by_checkpoint(fits: np.ndarray, truth: np.ndarray = BIAS_TRUTH) -> np.n
     return np.asarray(np.sqrt(np.mean(((fits - truth) * POINTS) ** 2, axis=(0, 2))))
 
 
-def bias_study(runs: int, votes: int = 6000, step: int = 500, seed: int = 7) -> None:
+def bias_study(
+    runs: int, votes: int = 6000, step: int = 500, seed: int = 7, plan: Plan | None = None
+) -> None:
+    """Print the bias study; ``plan`` replaces the adaptive plan (to measure another one)."""
     fits = {
-        name: paired_runs(plan, runs=runs, votes=votes, step=step, seed=seed)
-        for name, plan in (("uniform", uniform_plan), ("adaptive", adaptive_plan))
+        name: paired_runs(p, runs=runs, votes=votes, step=step, seed=seed)
+        for name, p in (("uniform", uniform_plan), ("adaptive", plan or adaptive_plan))
     }
     out = {k: outward_errors(f) for k, f in fits.items()}
     diff = out["adaptive"] - out["uniform"]
+    # RMSE ratio with a paired bootstrap over runs (per-run mean squared errors).
+    mse = {k: np.mean(((f - BIAS_TRUTH) * POINTS) ** 2, axis=2) for k, f in fits.items()}
+    boot = np.random.default_rng(seed).integers(0, runs, (1000, runs))
+    ratios = np.sqrt(mse["adaptive"][boot].mean(axis=1) / mse["uniform"][boot].mean(axis=1))
+    low, high = np.quantile(ratios, [0.025, 0.975], axis=0)
     print(f"\nBias study: 12 models 600-1400 points, {runs} paired runs, plan every {step} votes.")
-    print("Outward bias of the extremes (points, mean +- standard error) and RMSE.\n")
-    print("| votes | uniform bias | adaptive bias | difference | uniform RMSE | adaptive RMSE |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("Outward bias of the extremes (points, mean +- standard error); RMSE against the truth")
+    print("(points) and adaptive's RMSE over uniform's (95% paired bootstrap interval).\n")
+    print(
+        "| votes | uniform bias | adaptive bias | difference | uniform RMSE | adaptive RMSE ",
+        end="",
+    )
+    print("| ratio |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     rm = {k: rmse_by_checkpoint(f) for k, f in fits.items()}
     se = {k: v.std(axis=0) / math.sqrt(runs) for k, v in {**out, "diff": diff}.items()}
     for c in range(votes // step):
         cells = [f"{out[k][:, c].mean():+.2f} +- {se[k][c]:.2f}" for k in ("uniform", "adaptive")]
         d = f"{diff[:, c].mean():+.2f} +- {se['diff'][c]:.2f}"
         rms = f"{rm['uniform'][c]:.2f} | {rm['adaptive'][c]:.2f}"
-        print(f"| {(c + 1) * step:,} | {cells[0]} | {cells[1]} | {d} | {rms} |")
+        ratio = f"{rm['adaptive'][c] / rm['uniform'][c]:.3f} ({low[c]:.3f}-{high[c]:.3f})"
+        print(f"| {(c + 1) * step:,} | {cells[0]} | {cells[1]} | {d} | {rms} | {ratio} |")
 
 
 def draw_timing(n: int = 200, draws: int = 20_000) -> float:
