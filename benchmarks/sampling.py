@@ -114,13 +114,59 @@ def shapes(quick: bool) -> list[Shape]:
     ]
 
 
+def _hash_uniform(seed: int, key: np.ndarray, occurrence: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) for each (seed, pair key, occurrence), by SplitMix64."""
+    mixed = np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
+    x = mixed ^ (key.astype(np.uint64) << np.uint64(32)) ^ occurrence.astype(np.uint64)
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.asarray((z >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+
+
+class PairedOutcomes:
+    """Bradley-Terry outcomes with common random numbers across policies.
+
+    The k-th battle between two models reads the same uniform number whatever the policy (and
+    whichever side each model is on), so policies that draw similar pairs get similar noise and
+    their difference is measured far more precisely than either one's own error.
+    """
+
+    def __init__(self, theta: np.ndarray, seed: int) -> None:
+        self.theta, self.seed, self.n = theta, seed, theta.size
+        self.seen = np.zeros(self.n * self.n, dtype=np.int64)
+
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Outcomes of the battles (left, right), in order: 0 when left won, 1 when right won."""
+        n, k = self.n, left.size
+        lo, hi = np.minimum(left, right), np.maximum(left, right)
+        key = lo * n + hi
+        # Rank of each battle among this call's battles of the same pair.
+        order = np.argsort(key, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(key[order])) + 1]
+        rank = np.empty(k, dtype=np.int64)
+        rank[order] = np.arange(k) - np.repeat(starts, np.diff(np.r_[starts, k]))
+        u = _hash_uniform(self.seed, key, self.seen[key] + rank)
+        self.seen += np.bincount(key, minlength=n * n)
+        lo_won = u < expit(self.theta[lo] - self.theta[hi])
+        return np.where(left == lo, ~lo_won, lo_won).astype(np.int64)
+
+
 def draw(
-    p: np.ndarray, theta: np.ndarray, k: int, rng: np.random.Generator
+    p: np.ndarray,
+    theta: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    outcomes: PairedOutcomes | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """``k`` battles: pairs from the ordered-pair matrix ``p``, outcomes from Bradley-Terry."""
+    """``k`` battles: pairs from the ordered-pair matrix ``p``, outcomes from Bradley-Terry
+    (from ``outcomes`` when given, else from ``rng``)."""
     n = theta.size
     flat = rng.choice(n * n, size=k, p=p.ravel() / p.sum())
     a, b = np.divmod(flat, n)
+    if outcomes is not None:
+        return a, b, outcomes(a, b)
     outcome = (rng.random(k) >= expit(theta[a] - theta[b])).astype(np.int64)  # 0: a won
     return a, b, outcome
 
@@ -163,6 +209,7 @@ def run(
         parts.append(draw(p, shape.theta, shape.settled, old))
         np.add.at(battles, (parts[0][0], parts[0][1]), 1)
     fixed = pair_probabilities(policy_weights(shape, policy))
+    outcomes = PairedOutcomes(shape.theta, seed * 1009 + len(shape.name))
     keys = ("votes", "tau", "rho", "rmse", "mean", "max", "cov", "new")
     rows: dict[str, list[float]] = {k: [] for k in keys}
     done = 0
@@ -193,7 +240,7 @@ def run(
             p = adaptive_pair_probabilities(battles, floor=floor, horizon=float(step))
         else:
             p = fixed
-        parts.append(draw(p, shape.theta, step, rng))
+        parts.append(draw(p, shape.theta, step, rng, outcomes))
         np.add.at(battles, (parts[-1][0], parts[-1][1]), 1)
         done += step
     return {k: np.array(v) for k, v in rows.items()}
@@ -342,30 +389,16 @@ def paired_runs(
 
     ``plan(a, b, outcome, n)`` gives the pair matrix from the history so far; ``keep`` may drop
     battles after their outcome is known (to check that the bias measure has power). Outcomes
-    use common random numbers: the k-th battle between two models in run r reads the same
-    uniform number whatever the policy, so policies that draw similar pairs get similar noise
-    and their difference is measured far more precisely than their separate biases.
+    use common random numbers (``PairedOutcomes``).
     """
     n = truth.size
     out = np.zeros((runs, votes // step, n))
     for r in range(runs):
-        pairs = np.random.default_rng([seed, r, 0])
-        noise = np.random.default_rng([seed, r, 1]).random((n * n, votes))
-        seen = np.zeros(n * n, dtype=np.int64)
+        pairs = np.random.default_rng([seed, r])
+        outcomes = PairedOutcomes(truth, seed * 100_003 + r)
         a, b, o = (np.zeros(0, dtype=np.int64) for _ in range(3))
         for k in range(votes // step):
-            p = plan(a, b, o, n).ravel()
-            left, right = np.divmod(pairs.choice(n * n, size=step, p=p / p.sum()), n)
-            lo, hi = np.minimum(left, right), np.maximum(left, right)
-            key = lo * n + hi
-            # Rank of each battle among this block's battles of the same pair.
-            order = np.argsort(key, kind="stable")
-            starts = np.r_[0, np.flatnonzero(np.diff(key[order])) + 1]
-            rank = np.empty(step, dtype=np.int64)
-            rank[order] = np.arange(step) - np.repeat(starts, np.diff(np.r_[starts, step]))
-            lo_won = noise[key, seen[key] + rank] < expit(truth[lo] - truth[hi])
-            seen += np.bincount(key, minlength=n * n)
-            outcome = np.where(left == lo, ~lo_won, lo_won).astype(np.int64)  # 0: left won
+            left, right, outcome = draw(plan(a, b, o, n), truth, step, pairs, outcomes)
             if keep is not None:
                 m = keep(left, right, outcome)
                 left, right, outcome = left[m], right[m], outcome[m]

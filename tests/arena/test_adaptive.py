@@ -160,12 +160,13 @@ def test_adaptive_sampling_adds_no_bias_to_the_extremes(uniform_fits: np.ndarray
 
 
 def test_the_bias_check_has_power(uniform_fits: np.ndarray) -> None:
-    """Dropping a quarter of the upsets (an outcome-dependent rule) is flagged by the same check."""
+    """Dropping one upset in a hundred (an outcome-dependent rule) is flagged by the same check:
+    it moves the extremes out by about 2.5 points."""
     coin = np.random.default_rng(21)
 
     def keep(left: np.ndarray, right: np.ndarray, outcome: np.ndarray) -> np.ndarray:
         upset = np.where(outcome == 0, TRUTH[left] < TRUTH[right], TRUTH[right] < TRUTH[left])
-        return np.asarray(~upset | (coin.random(left.size) < 0.75))
+        return np.asarray(~upset | (coin.random(left.size) >= 0.01))
 
     dropped = paired_runs(uniform_plan, keep=keep, **SIZE)
     gap = outward_errors(dropped)[:, -1].mean() - outward_errors(uniform_fits)[:, -1].mean()
