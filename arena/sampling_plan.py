@@ -1,10 +1,11 @@
 """The adaptive policy in the arena: a plan precomputed by beat, drawn from by battle requests.
 
-`sampling_plan_create` (beat, every ARENA_LEADERBOARD_REFRESH_SECONDS) fits Bradley-Terry to the
-valid votes, takes the sandwich covariance, and stores the adaptive pair probabilities over the
-current pool. `plan_pair_draw` (in `battle_create`) only looks up the latest plan (cached per
-process by id) and draws: a model disabled since is cut out of the plan, and a pool with a model
-the plan does not know falls back to the weighted policy until the next plan.
+`sampling_plan_create` (beat, every ARENA_LEADERBOARD_REFRESH_SECONDS) counts the valid battles
+between each two models of the current pool and stores the adaptive pair probabilities computed
+from those counts alone (never from outcomes or ratings: that is what keeps the ratings unbiased,
+see arena/adaptive.py). `plan_pair_draw` (in `battle_create`) only looks up the latest plan
+(cached per process by id) and draws: a model disabled since is cut out of the plan, and a pool
+with a model the plan does not know falls back to the weighted policy until the next plan.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from arena.adaptive import adaptive_pair_probabilities, battle_shares, pair_cdf,
 from arena.models import ArenaModel, SamplingPlan, SamplingPolicy, Vote
 from arena.sampling import pair_sample
 from leaderboard.battles import battles_aggregated, model_names, valid_votes
-from leaderboard.pairs import aggregate_counts, comparison_structure
-from leaderboard.ratings import fit_bradley_terry, sandwich_covariance
+from leaderboard.pairs import aggregate_counts, battle_count_matrix
 
 PLANS_KEPT = 10
 
@@ -43,28 +43,13 @@ def sampling_plan_refresh() -> SamplingPlan | None:
 
 
 def sampling_plan_create(*, pool: Sequence[ArenaModel]) -> SamplingPlan:
-    """Store the adaptive pair probabilities for `pool` given the valid votes so far."""
+    """Store the adaptive pair probabilities for `pool` given the valid battles so far."""
     names, index = model_names()
     data = battles_aggregated(valid_votes(), names, index)
     counts = aggregate_counts(data.model_a, data.model_b, data.outcome, len(names))
-    n = len(pool)
-    theta, covariance = np.full(n, np.nan), np.full((n, n), np.nan)
-    structure = comparison_structure(counts)
-    rated = structure.identifiable
-    if rated.sum() >= 2:
-        # Battles between two rateable groups all went one way: each group is fitted on its own.
-        sub, kept = counts.restrict(rated, labels=structure.group)
-        fitted = fit_bradley_terry(sub)
-        fitted_cov = sandwich_covariance(sub, fitted)
-        position = {int(model_index): k for k, model_index in enumerate(kept)}
-        rows = [(slot, position.get(index[m.id])) for slot, m in enumerate(pool)]
-        slots = np.array([slot for slot, k in rows if k is not None], dtype=np.int64)
-        ks = np.array([k for _, k in rows if k is not None], dtype=np.int64)
-        theta[slots] = fitted[ks]
-        covariance[np.ix_(slots, slots)] = fitted_cov[np.ix_(ks, ks)]
-    probabilities = adaptive_pair_probabilities(
-        theta, covariance, weights=[m.sampling_weight for m in pool]
-    )
+    slots = np.array([index[m.id] for m in pool], dtype=np.int64)
+    battles = battle_count_matrix(counts)[np.ix_(slots, slots)] / 2  # symmetric: once per order
+    probabilities = adaptive_pair_probabilities(battles, weights=[m.sampling_weight for m in pool])
     return SamplingPlan.objects.create(
         pool=[m.name for m in pool],
         probabilities=probabilities.tolist(),

@@ -280,8 +280,8 @@ ARENA_API_THREADS = envint("ARENA_API_THREADS", 8, minimum=0)
 # Shown on every page when the registry holds the built-in demo models.
 ARENA_DEMO = envbool("ARENA_DEMO", False)
 
-# Who fights whom: "weighted" (each model's sampling_weight) or "adaptive" (the pairs whose
-# outcome would most narrow the intervals that matter; see docs/sampling.md).
+# Who fights whom: "weighted" (each model's sampling_weight) or "adaptive" (battles to the models
+# known least, planned from battle counts only; see docs/sampling.md).
 ARENA_SAMPLING_POLICY = envchoice("ARENA_SAMPLING_POLICY", "weighted", ("weighted", "adaptive"))
 
 # --- Moderation (arena/moderation.py) ------------------------------------------------------------

@@ -2,14 +2,16 @@
 
     .venv/bin/python benchmarks/sampling.py            # docs/sampling.md figures (a few minutes)
     .venv/bin/python benchmarks/sampling.py --quick    # 3 seeds, shorter runs (under a minute)
+    .venv/bin/python benchmarks/sampling.py --bias 400 # the bias study only, 400 runs per policy
 
 True strengths are known. Battles are drawn in blocks of ``--step`` votes from the policy's pair
 distribution, outcomes from Bradley-Terry (no ties, so that the fit's model is the true one and
 interval coverage can be checked); after each block the ratings engine refits (maximum likelihood,
-sandwich 95% intervals) and the adaptive policy is recomputed from that fit, as the snapshot task
-does. Recorded after each block: Kendall tau and Spearman rho of the fitted order against the
-truth, mean and max interval width (rating points), coverage of the true strengths by the
-intervals, and the width of a newly joined model's interval.
+sandwich 95% intervals) and the adaptive plan is recomputed from the battle counts, as beat does.
+Recorded after each block: Kendall tau of the fitted order and RMSE of the centred strengths
+against the truth, mean interval width (rating points), coverage of the true strengths by the
+intervals, and a newly joined model's interval width. Savings are judged by RMSE against the
+truth, not by the reported width.
 
 Shapes (rating points; 400 points are odds of 10 to 1):
 
@@ -18,9 +20,15 @@ Shapes (rating points; 400 points are odds of 10 to 1):
 - ``newcomer``: 30 models settled by 100,000 uniform votes, then a new model (rated 1100) joins.
 
 Policies: ``uniform`` (equal weights), ``weighted`` (``arena.sampling.pair_probabilities`` with
-the arena's hand-tuned weights: a newer quarter of the models, or the newcomer, weighted 2x) and
-``adaptive`` (``arena.adaptive`` with equal weights, floor 0.1, horizon = step). Every policy runs
-from the same seeds; each seed's settled history is shared by the policies.
+the arena's hand-tuned weights: a newer quarter of the models, or the newcomer, weighted 2x),
+``boost-W`` (newcomer shape only: the newcomer weighted W, for W in ``BOOSTS``, to find the best
+fixed boost in hindsight) and ``adaptive`` (``arena.adaptive`` from the battle counts, equal
+weights, horizon = step). Every policy runs from the same seeds; each seed's settled history is
+shared by the policies.
+
+The bias study (``--bias RUNS``): 12 models from 600 to 1400 points, 6,000 votes, a new plan every
+500, RUNS runs per policy with paired outcome noise (``paired_runs``); it reports how far the
+extreme models end up from the centre beyond the truth, and the RMSE at every checkpoint.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +52,12 @@ from scipy.special import expit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from arena.adaptive import DEFAULT_ORDER_WEIGHT, adaptive_pair_probabilities  # noqa: E402
+from arena.adaptive import (  # noqa: E402
+    DEFAULT_FLOOR,
+    adaptive_pair_probabilities,
+    pair_cdf,
+    pair_draw,
+)
 from arena.sampling import pair_probabilities  # noqa: E402
 from leaderboard.ratings import (  # noqa: E402
     aggregate_counts,
@@ -55,8 +69,8 @@ from leaderboard.ratings import (  # noqa: E402
 POINTS = 400 / math.log(10)  # rating points per unit of natural-log strength
 Z95 = float(stats.norm.ppf(0.975))
 POLICIES = ("uniform", "weighted", "adaptive")
+BOOSTS = (5, 10, 30, 100, 300, 1000)  # fixed newcomer weights tried for the best in hindsight
 NEW_MODEL_TARGET = 20.0  # points: full width of the newcomer's 95% interval
-FLOOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class Shape:
     votes: int  # votes drawn by the policy
     settled: int = 0  # uniform votes among all but the last model before it joins
     newcomer: bool = False
+    target: float = NEW_MODEL_TARGET  # points: the newcomer's interval width to reach
 
 
 def to_theta(ratings: np.ndarray) -> np.ndarray:
@@ -99,13 +114,59 @@ def shapes(quick: bool) -> list[Shape]:
     ]
 
 
+def _hash_uniform(seed: int, key: np.ndarray, occurrence: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) for each (seed, pair key, occurrence), by SplitMix64."""
+    mixed = np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64)
+    x = mixed ^ (key.astype(np.uint64) << np.uint64(32)) ^ occurrence.astype(np.uint64)
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return np.asarray((z >> np.uint64(11)).astype(np.float64) * 2.0**-53)
+
+
+class PairedOutcomes:
+    """Bradley-Terry outcomes with common random numbers across policies.
+
+    The k-th battle between two models reads the same uniform number whatever the policy (and
+    whichever side each model is on), so policies that draw similar pairs get similar noise and
+    their difference is measured far more precisely than either one's own error.
+    """
+
+    def __init__(self, theta: np.ndarray, seed: int) -> None:
+        self.theta, self.seed, self.n = theta, seed, theta.size
+        self.seen = np.zeros(self.n * self.n, dtype=np.int64)
+
+    def __call__(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Outcomes of the battles (left, right), in order: 0 when left won, 1 when right won."""
+        n, k = self.n, left.size
+        lo, hi = np.minimum(left, right), np.maximum(left, right)
+        key = lo * n + hi
+        # Rank of each battle among this call's battles of the same pair.
+        order = np.argsort(key, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(key[order])) + 1]
+        rank = np.empty(k, dtype=np.int64)
+        rank[order] = np.arange(k) - np.repeat(starts, np.diff(np.r_[starts, k]))
+        u = _hash_uniform(self.seed, key, self.seen[key] + rank)
+        self.seen += np.bincount(key, minlength=n * n)
+        lo_won = u < expit(self.theta[lo] - self.theta[hi])
+        return np.where(left == lo, ~lo_won, lo_won).astype(np.int64)
+
+
 def draw(
-    p: np.ndarray, theta: np.ndarray, k: int, rng: np.random.Generator
+    p: np.ndarray,
+    theta: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    outcomes: PairedOutcomes | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """``k`` battles: pairs from the ordered-pair matrix ``p``, outcomes from Bradley-Terry."""
+    """``k`` battles: pairs from the ordered-pair matrix ``p``, outcomes from Bradley-Terry
+    (from ``outcomes`` when given, else from ``rng``)."""
     n = theta.size
     flat = rng.choice(n * n, size=k, p=p.ravel() / p.sum())
     a, b = np.divmod(flat, n)
+    if outcomes is not None:
+        return a, b, outcomes(a, b)
     outcome = (rng.random(k) >= expit(theta[a] - theta[b])).astype(np.int64)  # 0: a won
     return a, b, outcome
 
@@ -123,22 +184,34 @@ def fit(a: np.ndarray, b: np.ndarray, o: np.ndarray, n: int) -> tuple[np.ndarray
     return theta, cov
 
 
+def policy_weights(shape: Shape, policy: str) -> np.ndarray:
+    n = shape.theta.size
+    if policy == "weighted":
+        return shape.weights
+    if policy.startswith("boost-"):
+        return np.r_[np.ones(n - 1), float(policy.removeprefix("boost-"))]
+    return np.ones(n)
+
+
 def run(
-    shape: Shape, policy: str, seed: int, step: int, order_weight: float = DEFAULT_ORDER_WEIGHT
+    shape: Shape, policy: str, seed: int, step: int, floor: float = DEFAULT_FLOOR
 ) -> dict[str, np.ndarray]:
+    """One simulated arena; a ``boost-W`` run stops once the newcomer's target is reached."""
     n = shape.theta.size
     rng = np.random.default_rng([seed, len(shape.name)])
     parts: list[tuple[np.ndarray, ...]] = []
+    battles = np.zeros((n, n))
     if shape.settled:
         # The settled arena: the same history for every policy (its own generator).
         old = np.random.default_rng([seed, 99])
         p = np.zeros((n, n))
         p[: n - 1, : n - 1] = pair_probabilities(np.ones(n - 1))
         parts.append(draw(p, shape.theta, shape.settled, old))
-    weights = {"uniform": np.ones(n), "weighted": shape.weights, "adaptive": np.ones(n)}[policy]
-    fixed = pair_probabilities(weights)
-    rows: dict[str, list[float]] = {k: [] for k in ("votes", "tau", "rho", "mean", "max", "cov")}
-    rows["new"] = []
+        np.add.at(battles, (parts[0][0], parts[0][1]), 1)
+    fixed = pair_probabilities(policy_weights(shape, policy))
+    outcomes = PairedOutcomes(shape.theta, seed * 1009 + len(shape.name))
+    keys = ("votes", "tau", "rmse", "mean", "cov", "new")
+    rows: dict[str, list[float]] = {k: [] for k in keys}
     done = 0
     while True:
         a, b, o = (np.concatenate(x) for x in zip(*parts, strict=True)) if parts else (None,) * 3
@@ -152,21 +225,21 @@ def run(
             width = 2 * Z95 * se * POINTS
             rows["votes"].append(done)
             rows["tau"].append(stats.kendalltau(theta[rated], truth).statistic)
-            rows["rho"].append(stats.spearmanr(theta[rated], truth).statistic)
+            rmse = np.sqrt(np.mean((theta[rated] - theta[rated].mean() - truth) ** 2)) * POINTS
+            rows["rmse"].append(float(rmse))
             rows["mean"].append(float(width.mean()))
-            rows["max"].append(float(width.max()))
             rows["cov"].append(float(np.mean(np.abs(theta[rated] - truth) <= Z95 * se)))
             new_se = math.sqrt(max(cov[-1, -1], 0)) if rated[-1] else math.inf
             rows["new"].append(2 * Z95 * new_se * POINTS)
-        if done >= shape.votes:
+        reached = bool(rows["new"]) and rows["new"][-1] < shape.target
+        if done >= shape.votes or (policy.startswith("boost-") and reached):
             break
         if policy == "adaptive":
-            p = adaptive_pair_probabilities(
-                theta, cov, floor=FLOOR, horizon=float(step), order_weight=order_weight
-            )
+            p = adaptive_pair_probabilities(battles, floor=floor, horizon=float(step))
         else:
             p = fixed
-        parts.append(draw(p, shape.theta, step, rng))
+        parts.append(draw(p, shape.theta, step, rng, outcomes))
+        np.add.at(battles, (parts[-1][0], parts[-1][1]), 1)
         done += step
     return {k: np.array(v) for k, v in rows.items()}
 
@@ -184,33 +257,35 @@ def votes_to_reach(votes: np.ndarray, curve: np.ndarray, level: float, *, below:
 
 
 def summarise(shape: Shape, res: dict[str, list[dict[str, np.ndarray]]]) -> list[dict[str, object]]:
-    mean = {p: {k: np.mean([r[k] for r in res[p]], axis=0) for k in res[p][0]} for p in res}
+    mean = {p: {k: np.mean([r[k] for r in res[p]], axis=0) for k in res[p][0]} for p in POLICIES}
     votes = mean["uniform"]["votes"]
-    width_goal = mean["uniform"]["mean"][-1]
+    rmse_goal = mean["uniform"]["rmse"][-1]
     tau_goal = mean["uniform"]["tau"][-1]
     out = []
     for p in POLICIES:
         m = mean[p]
-        v_width = votes_to_reach(votes, m["mean"], width_goal, below=True)
+        v_rmse = votes_to_reach(votes, m["rmse"], rmse_goal, below=True)
         v_tau = votes_to_reach(votes, m["tau"], tau_goal, below=False)
         row: dict[str, object] = {
-            "shape": shape.name, "policy": p, "tau": m["tau"][-1], "rho": m["rho"][-1],
-            "mean": m["mean"][-1], "max": m["max"][-1],
+            "shape": shape.name, "policy": p, "tau": m["tau"][-1],
+            "rmse": m["rmse"][-1], "mean": m["mean"][-1],
             "coverage": float(np.mean([r["cov"] for r in res[p]])),
-            "width_votes": v_width, "width_saving": 1 - v_width / votes[-1],
+            "rmse_votes": v_rmse, "rmse_saving": 1 - v_rmse / votes[-1],
             "tau_votes": v_tau, "tau_saving": 1 - v_tau / votes[-1],
+            "rmse_ratio": float(np.max(m["rmse"] / mean["uniform"]["rmse"])),
         }  # fmt: skip
-        if shape.newcomer:
-            per_seed = [
-                votes_to_reach(votes, r["new"], NEW_MODEL_TARGET, below=True) for r in res[p]
-            ]
-            row["new_votes"] = float(np.median(per_seed))
-            row["new_reached"] = int(np.sum(np.isfinite(per_seed)))
         out.append(row)
-    if shape.newcomer:
-        base = out[0]["new_votes"]
-        for row in out:
-            row["new_saving"] = 1 - row["new_votes"] / base  # type: ignore[operator]
+    return out
+
+
+def newcomer_votes(
+    res: dict[str, list[dict[str, np.ndarray]]], target: float = NEW_MODEL_TARGET
+) -> dict[str, float]:
+    """Median over seeds of the votes until the newcomer's interval is under ``target``."""
+    out = {}
+    for p, runs in res.items():
+        per_seed = [votes_to_reach(r["votes"], r["new"], target, below=True) for r in runs]
+        out[p] = float(np.median(per_seed))
     return out
 
 
@@ -221,21 +296,29 @@ def fmt(x: object, spec: str) -> str:
 def print_table(rows: list[dict[str, object]], seeds: int) -> None:
     print(f"\nMeans over {seeds} seeds at the end of each run; savings are against uniform.\n")
     print(
-        "| shape | policy | Kendall tau | Spearman | mean width | max width | coverage "
-        "| votes to uniform's width (saving) | votes to uniform's tau (saving) "
-        "| newcomer < 20 pts (saving) |"
+        "| shape | policy | Kendall tau | RMSE | worst RMSE / uniform's | mean width | coverage "
+        "| votes to uniform's RMSE (saving) | votes to uniform's tau (saving) |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        new = "-"
-        if "new_votes" in r:
-            new = f"{fmt(r['new_votes'], ',.0f')} ({fmt(r['new_saving'], '.0%')})"
         print(
-            f"| {r['shape']} | {r['policy']} | {r['tau']:.3f} | {r['rho']:.3f} "
-            f"| {r['mean']:.1f} | {r['max']:.1f} | {r['coverage']:.1%} "
-            f"| {fmt(r['width_votes'], ',.0f')} ({fmt(r['width_saving'], '.0%')}) "
-            f"| {fmt(r['tau_votes'], ',.0f')} ({fmt(r['tau_saving'], '.0%')}) | {new} |"
+            f"| {r['shape']} | {r['policy']} | {r['tau']:.3f} | {r['rmse']:.1f} "
+            f"| {r['rmse_ratio']:.3f} | {r['mean']:.1f} | {r['coverage']:.1%} "
+            f"| {fmt(r['rmse_votes'], ',.0f')} ({fmt(r['rmse_saving'], '.0%')}) "
+            f"| {fmt(r['tau_votes'], ',.0f')} ({fmt(r['tau_saving'], '.0%')}) |"
         )
+
+
+def print_newcomer(votes: dict[str, float], seeds: int) -> None:
+    boosts = {p: v for p, v in votes.items() if p.startswith("boost-")}
+    best = min(boosts, key=boosts.__getitem__)
+    print(f"\nNewcomer: median over {seeds} seeds of the votes until its interval is under")
+    print(f"{NEW_MODEL_TARGET:.0f} points; best fixed boost in hindsight: {best}.\n")
+    print("| policy | votes | adaptive's saving against it |")
+    print("| --- | ---: | ---: |")
+    for p, v in votes.items():
+        saving = 1 - votes["adaptive"] / v
+        print(f"| {p}{' (best)' if p == best else ''} | {fmt(v, ',.0f')} | {fmt(saving, '.0%')} |")
 
 
 def plot(shape: Shape, res: dict[str, list[dict[str, np.ndarray]]], out: Path) -> Path:
@@ -245,8 +328,7 @@ def plot(shape: Shape, res: dict[str, list[dict[str, np.ndarray]]], out: Path) -
     import matplotlib.pyplot as plt
 
     colours = {"uniform": "#0072B2", "weighted": "#E69F00", "adaptive": "#009E73"}
-    panels = [("mean", "mean 95% interval width (points)"), ("tau", "Kendall tau vs truth")]
-    panels.append(("cov", "interval coverage"))
+    panels = [("rmse", "RMSE vs truth (points)"), ("tau", "Kendall tau"), ("cov", "coverage")]
     if shape.newcomer:
         panels.append(("new", "newcomer's interval width (points)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
@@ -262,7 +344,7 @@ def plot(shape: Shape, res: dict[str, list[dict[str, np.ndarray]]], out: Path) -
         if key == "new":
             ax.axhline(NEW_MODEL_TARGET, color="#555555", linestyle="--", linewidth=1)
             ax.set_yscale("log")
-        if key == "mean":
+        if key == "rmse":
             ax.set_yscale("log")
         ax.set_xlabel("votes (thousands)")
         ax.set_title(label, fontsize=10)
@@ -276,41 +358,104 @@ def plot(shape: Shape, res: dict[str, list[dict[str, np.ndarray]]], out: Path) -
     return path
 
 
-def plot_shares(shape: Shape, out: Path, seed: int) -> Path:
-    """Battle shares by true rating under each policy, from one settled-arena snapshot."""
-    import matplotlib
+# --- The bias study: many small arenas with paired outcome noise ----------------------------------
+BIAS_TRUTH = np.linspace(-400, 400, 12) / POINTS  # 600 to 1400 points: the extremes 10 to 1
+Plan = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    n = shape.theta.size
-    rng = np.random.default_rng(seed)
-    p = pair_probabilities(np.ones(n))
-    a, b, o = draw(p, shape.theta, 20_000, rng)
-    theta, cov = fit(a, b, o, n)
-    policies = {
-        "uniform": pair_probabilities(np.ones(n)),
-        "weighted": pair_probabilities(shape.weights),
-        "adaptive": adaptive_pair_probabilities(theta, cov, floor=FLOOR, horizon=1000.0),
+def adaptive_plan(a: np.ndarray, b: np.ndarray, o: np.ndarray, n: int) -> np.ndarray:
+    """The arena's adaptive plan from the history so far, as ``arena.sampling_plan`` makes it."""
+    return adaptive_pair_probabilities(np.bincount(a * n + b, minlength=n * n).reshape(n, n))
+
+
+def uniform_plan(a: np.ndarray, b: np.ndarray, o: np.ndarray, n: int) -> np.ndarray:
+    return pair_probabilities(np.ones(n))
+
+
+def paired_runs(
+    plan: Plan,
+    *,
+    runs: int,
+    votes: int,
+    step: int,
+    seed: int,
+    truth: np.ndarray = BIAS_TRUTH,
+    keep: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Fitted strengths after each block of ``step`` votes: shape (runs, votes // step, n).
+
+    ``plan(a, b, outcome, n)`` gives the pair matrix from the history so far; ``keep`` may drop
+    battles after their outcome is known (to check that the bias measure has power). Outcomes
+    use common random numbers (``PairedOutcomes``).
+    """
+    n = truth.size
+    out = np.zeros((runs, votes // step, n))
+    for r in range(runs):
+        pairs = np.random.default_rng([seed, r])
+        outcomes = PairedOutcomes(truth, seed * 100_003 + r)
+        a, b, o = (np.zeros(0, dtype=np.int64) for _ in range(3))
+        for k in range(votes // step):
+            left, right, outcome = draw(plan(a, b, o, n), truth, step, pairs, outcomes)
+            if keep is not None:
+                m = keep(left, right, outcome)
+                left, right, outcome = left[m], right[m], outcome[m]
+            a, b, o = np.r_[a, left], np.r_[b, right], np.r_[o, outcome]
+            out[r, k] = fit_bradley_terry(aggregate_counts(a, b, o, n))
+    return out
+
+
+def outward_errors(fits: np.ndarray, truth: np.ndarray = BIAS_TRUTH) -> np.ndarray:
+    """Per run and checkpoint, how far the two extreme models are from the centre beyond the
+    truth (mean of the two, rating points): positive means spread too wide."""
+    err = (fits - truth) * POINTS
+    return np.asarray((err[..., -1] - err[..., 0]) / 2)
+
+
+def rmse_by_checkpoint(fits: np.ndarray, truth: np.ndarray = BIAS_TRUTH) -> np.ndarray:
+    """RMSE against the truth over runs and models, at each checkpoint (rating points)."""
+    return np.asarray(np.sqrt(np.mean(((fits - truth) * POINTS) ** 2, axis=(0, 2))))
+
+
+def bias_study(
+    runs: int, votes: int = 6000, step: int = 500, seed: int = 7, plan: Plan | None = None
+) -> None:
+    """Print the bias study; ``plan`` replaces the adaptive plan (to measure another one)."""
+    fits = {
+        name: paired_runs(p, runs=runs, votes=votes, step=step, seed=seed)
+        for name, p in (("uniform", uniform_plan), ("adaptive", plan or adaptive_plan))
     }
-    order = np.argsort(shape.theta)
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    width = 0.28
-    colours = {"uniform": "#0072B2", "weighted": "#E69F00", "adaptive": "#009E73"}
-    for k, (name, mat) in enumerate(policies.items()):
-        share = (mat.sum(axis=0) + mat.sum(axis=1))[order]
-        ax.bar(np.arange(n) + (k - 1) * width, share, width, color=colours[name], label=name)
-    ax.set_xticks(np.arange(n)[::5], [f"{1000 + POINTS * t:.0f}" for t in shape.theta[order][::5]])
-    ax.set_xlabel("true rating of the model (weakest to strongest)")
-    ax.set_ylabel("share of battles")
-    ax.set_title(f"battle shares after 20,000 uniform votes, shape: {shape.name}", fontsize=10)
-    ax.legend()
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    path = out / f"sampling-shares-{shape.name}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    out = {k: outward_errors(f) for k, f in fits.items()}
+    diff = out["adaptive"] - out["uniform"]
+    # RMSE ratio with a paired bootstrap over runs (per-run mean squared errors).
+    mse = {k: np.mean(((f - BIAS_TRUTH) * POINTS) ** 2, axis=2) for k, f in fits.items()}
+    boot = np.random.default_rng(seed).integers(0, runs, (1000, runs))
+    ratios = np.sqrt(mse["adaptive"][boot].mean(axis=1) / mse["uniform"][boot].mean(axis=1))
+    low, high = np.quantile(ratios, [0.025, 0.975], axis=0)
+    print(f"\nBias study: 12 models 600-1400 points, {runs} paired runs, plan every {step} votes.")
+    print("Outward bias of the extremes (points, mean +- standard error); RMSE against the truth")
+    print("(points) and adaptive's RMSE over uniform's (95% paired bootstrap interval).\n")
+    head = ("votes", "uniform bias", "adaptive bias", "difference", "uniform RMSE", "adaptive RMSE")
+    print("| " + " | ".join(head) + " | ratio |")
+    print("|" + " ---: |" * 7)
+    rm = {k: rmse_by_checkpoint(f) for k, f in fits.items()}
+    se = {k: v.std(axis=0) / math.sqrt(runs) for k, v in {**out, "diff": diff}.items()}
+    for c in range(votes // step):
+        cells = [f"{out[k][:, c].mean():+.2f} +- {se[k][c]:.2f}" for k in ("uniform", "adaptive")]
+        d = f"{diff[:, c].mean():+.2f} +- {se['diff'][c]:.2f}"
+        rms = f"{rm['uniform'][c]:.2f} | {rm['adaptive'][c]:.2f}"
+        ratio = f"{rm['adaptive'][c] / rm['uniform'][c]:.3f} ({low[c]:.3f}-{high[c]:.3f})"
+        print(f"| {(c + 1) * step:,} | {cells[0]} | {cells[1]} | {d} | {rms} | {ratio} |")
+
+
+def draw_timing(n: int = 200, draws: int = 20_000) -> float:
+    """Microseconds per ``pair_draw`` from a plan over ``n`` models."""
+    rng = np.random.default_rng(0)
+    battles = rng.integers(0, 100, (n, n)).astype(float)
+    cdf = pair_cdf(adaptive_pair_probabilities(battles, iterations=5))
+    start = time.perf_counter()
+    for _ in range(draws):
+        pair_draw(cdf, rng)
+    return (time.perf_counter() - start) / draws * 1e6
 
 
 def main() -> None:
@@ -320,29 +465,33 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=1000, help="votes between refits")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
     parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument(
-        "--order-weight", type=float, default=DEFAULT_ORDER_WEIGHT, help="adaptive's order term"
-    )
+    parser.add_argument("--floor", type=float, default=DEFAULT_FLOOR, help="adaptive's floor")
     parser.add_argument("--shapes", default="spread,clustered,newcomer")
+    parser.add_argument("--bias", type=int, metavar="RUNS", help="run only the bias study")
     args = parser.parse_args()
+    start = time.perf_counter()
+    if args.bias:
+        bias_study(args.bias)
+        print(f"\n{time.perf_counter() - start:.0f} s", file=sys.stderr)
+        return
     seeds = args.seeds or (3 if args.quick else 8)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    start = time.perf_counter()
     for shape in shapes(args.quick):
         if shape.name not in args.shapes.split(","):
             continue
-        res = {
-            p: [run(shape, p, s, args.step, args.order_weight) for s in range(seeds)]
-            for p in POLICIES
-        }
+        policies = list(POLICIES)
+        if shape.newcomer:
+            policies += [f"boost-{w}" for w in BOOSTS]
+        res = {p: [run(shape, p, s, args.step, args.floor) for s in range(seeds)] for p in policies}
         rows += summarise(shape, res)
         print(f"{shape.name}: done after {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        if shape.newcomer:
+            print_newcomer(newcomer_votes(res), seeds)
         if not args.no_plots:
             print(f"saved {plot(shape, res, args.out)}", file=sys.stderr)
-            if shape.name == "spread":
-                print(f"saved {plot_shares(shape, args.out, 0)}", file=sys.stderr)
     print_table(rows, seeds)
+    print(f"\npair_draw, 200 models: {draw_timing():.1f} us per draw")
     print(f"\n{time.perf_counter() - start:.0f} s", file=sys.stderr)
 
 

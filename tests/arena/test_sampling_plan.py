@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.db.models import Q
 from django.test import override_settings
 from scipy import stats
 
 from arena import selectors, services
 from arena.models import ArenaModel, Battle, SamplingPlan, Vote
 from arena.sampling import pair_probabilities
-from arena.sampling_plan import plan_pair_draw, sampling_plan_refresh
+from arena.sampling_plan import plan_pair_draw, sampling_plan_create, sampling_plan_refresh
 from arena.streams import redis_client
 
 ALPHA = 1e-4  # chi-square level: a correct sampler fails one run in ten thousand
@@ -48,6 +49,21 @@ def test_the_plan_gives_the_newcomer_more_than_its_weighted_share(arena_with_vot
     weighted_share = 2 / 5  # every model's share of battles under equal weights
     assert plan.shares[4] > 1.5 * weighted_share
     assert sampling_plan_refresh() is None  # nothing changed: no new plan
+
+
+def test_the_plan_ignores_outcomes(arena_with_votes) -> None:
+    """Finding 7 of issue 14: a plan that reacts to outcomes biases the ratings it feeds, so the
+    same battles with the results of one model reversed (the weakest becomes the strongest) must
+    give the same plan."""
+    pool = selectors.model_pool()
+    before = np.array(sampling_plan_create(pool=pool).probabilities)
+    m0 = Q(model_a__name="m0") | Q(model_b__name="m0")
+    Vote.objects.filter(m0, outcome="model_a").update(outcome="tmp")
+    Vote.objects.filter(m0, outcome="model_b").update(outcome="model_a")
+    Vote.objects.filter(m0, outcome="tmp").update(outcome="model_b")
+    after = np.array(sampling_plan_create(pool=pool).probabilities)
+    assert np.allclose(after, before, rtol=1e-12, atol=1e-15)
+    assert after[4].sum() > 1.5 * after[0].sum(), "the newcomer still gets the most battles"
 
 
 @override_settings(ARENA_SAMPLING_POLICY="adaptive")
