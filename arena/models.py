@@ -214,11 +214,11 @@ class Vote(models.Model):
 
 class SamplingPolicy(models.TextChoices):
     WEIGHTED = "weighted", "Weighted by each model's sampling weight"
-    ADAPTIVE = "adaptive", "Adaptive: the pairs that teach the leaderboard most"
+    ADAPTIVE = "adaptive", "Adaptive: more battles for the models with the fewest (counts only)"
 
 
 class SamplingPlan(models.Model):
-    """The adaptive policy's pair probabilities, precomputed from the votes so that a battle
+    """The adaptive policy's pair probabilities, precomputed from the battle counts so that a battle
     request only draws (see arena/sampling_plan.py)."""
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
