@@ -213,6 +213,8 @@ def leaderboard_meta(
         "style_control": style_control,
         "valid_votes": payload.results[category]["n_battles"],
         "total_valid_votes": snapshot.n_battles,
+        # Valid votes made up by `seed_votes` (a demo), among total_valid_votes.
+        "simulated_votes": payload.details.get("votes", {}).get("simulated", 0),
         "min_battles": MIN_BATTLES,
         "categories": list(payload.results),
     }

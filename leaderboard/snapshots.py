@@ -290,6 +290,8 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
             "excluded": _excluded_votes(downsampling),
             "downsampled": len(downsampling.dropped),
             "excluded_voters": VoterFlag.objects.filter(excluded=True).count(),
+            # Made up by `seed_votes` for a demo: the pages and the API say so.
+            "simulated": votes.filter(simulated=True).count(),
         },
         "dedup": downsampling.summary(),
         "models": _model_details(votes, names, index),
