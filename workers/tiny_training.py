@@ -77,8 +77,8 @@ def model_train(
         starts.append(len(stream))
         text = chat_sample(tokenizer, pairs[index])
         stream.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
-    # Wrap around, so that a window starting near the end is whole.
-    stream.extend(stream[: recipe.seq_len])
+    # Wrap around (as often as a short corpus needs), so that every window is whole.
+    stream *= 1 + math.ceil(recipe.seq_len / len(stream))
     tokens = torch.tensor(stream)
     start_ids = torch.tensor(starts)
     offsets = torch.arange(recipe.seq_len)
@@ -92,19 +92,26 @@ def model_train(
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    # One thread: the matrices are too small to gain from more, and on a busy machine (other
+    # processes on the same cores) two spinning threads made training ten times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     model.train()
     losses = []
-    for _ in range(recipe.steps):
-        picks = torch.randint(len(starts), (recipe.batch_size,), generator=generator)
-        batch = tokens[start_ids[picks][:, None] + offsets]
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-    model.eval()
+    try:
+        for _ in range(recipe.steps):
+            picks = torch.randint(len(starts), (recipe.batch_size,), generator=generator)
+            batch = tokens[start_ids[picks][:, None] + offsets]
+            loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+    finally:
+        torch.set_num_threads(threads)
+        model.eval()
     return losses
 
 
