@@ -290,14 +290,16 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
             "excluded": _excluded_votes(downsampling),
             "downsampled": len(downsampling.dropped),
             "excluded_voters": VoterFlag.objects.filter(excluded=True).count(),
-            # Made up by `seed_votes` for a demo: the pages and the API say so.
-            "simulated": votes.filter(simulated=True).count(),
         },
         "dedup": downsampling.summary(),
         "models": _model_details(votes, names, index),
         "head_to_head": _head_to_head(everything),
         "min_battles": MIN_BATTLES,
     }
+    # Votes made up by `seed_votes` for a demo: the pages and the API say how many. Only
+    # recorded when there are any, so a real arena's snapshot stays as it was.
+    if simulated := votes.filter(simulated=True).count():
+        details["votes"]["simulated"] = simulated
     return LeaderboardSnapshot.objects.create(
         method="bt",
         params=params,

@@ -129,7 +129,11 @@ def test_demo_answers_end_on_their_own_well_before_max_tokens(
     for name, generated in answers.items():
         limit = int(sampling[name]["max_tokens"])
         finishes = [f for _, f in generated]
-        ended = [f for f in finishes if f.finish_reason == "stop" and f.completion_tokens < limit]
+        # Well before: within half the limit (random weights ran past it in 7 of 20 answers
+        # of one demo model, and past half of it in 8 of 20 of even the best-behaved one).
+        ended = [
+            f for f in finishes if f.finish_reason == "stop" and f.completion_tokens < limit // 2
+        ]
         assert len(ended) >= 0.9 * len(generated), (name, finishes)
 
 
