@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from arena import facts
 from arena.models import ArenaModel, Battle, Outcome, Response, ResponseStatus, Side, Turn, Vote
+from workers.backends.base import Message
 from workers.demo_corpus import Pair
 
 SOURCE = "simulated"
@@ -183,7 +184,7 @@ def simulated_votes_create(
                     started_at=started_at,
                     finished_at=started_at + dt.timedelta(seconds=rng.uniform(1, 10)),
                 )
-            conversations = {
+            conversations: dict[str, list[Message]] = {
                 side: [
                     {"role": "user", "content": question},
                     {"role": "assistant", "content": texts[side]},

@@ -111,7 +111,7 @@ def model_train(
             losses.append(loss.item())
     finally:
         torch.set_num_threads(threads)
-        model.eval()
+        model.train(False)  # eval mode
     return losses
 
 
