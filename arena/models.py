@@ -83,6 +83,8 @@ class Battle(models.Model):
     # {"kind": "prompt" | "answer", "turn", "side", "response_id", "checker", "categories", ...}.
     # A flagged answer makes the vote invalid; a flagged follow-up prompt was refused.
     moderation = models.JSONField(default=list, blank=True)
+    # Made up by `manage.py seed_votes` to fill a demo, never played by a person.
+    simulated = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -197,6 +199,9 @@ class Vote(models.Model):
     # the leaderboard can count how often a prompt recurs in SQL and down-sample the most
     # repeated ones (leaderboard/dedup.py). Empty: unknown, never down-sampled.
     prompt_key = models.CharField(max_length=32, blank=True, db_index=True)
+    # Made up by `manage.py seed_votes` (a demo's simulated voter, not a person): counted by the
+    # leaderboard, which says how many it includes, and left out of exports unless asked for.
+    simulated = models.BooleanField(default=False, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]

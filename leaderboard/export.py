@@ -58,7 +58,7 @@ _VALUES = (
     "id", "battle_id", "external_id", "model_a_id", "model_b_id", "outcome", "visitor_id",
     "conversation_a", "conversation_b", "is_valid", "invalid_reason", "language", "turns",
     "prompt_chars", "has_code", "tokens_a", "tokens_b", "style_a", "style_b", "anony",
-    "created_at",
+    "created_at", "simulated",
 )  # fmt: skip
 
 _JSON_FIELDS = ("conversation_a", "conversation_b", "style_a", "style_b")
@@ -83,6 +83,8 @@ class ExportFilters:
     max_turns: int | None = None
     include_invalid: bool = False
     exclude_moderated: bool = False
+    # Votes made up by seed_votes (a demo) are left out unless asked for.
+    include_simulated: bool = False
 
     def describe(self) -> list[str]:
         """The filters in words, for the dataset card."""
@@ -91,6 +93,11 @@ class ExportFilters:
             if self.include_invalid
             else "valid votes only (those the leaderboard counts)"
         ]
+        lines.append(
+            "simulated votes (seed_votes) included, marked simulated: true"
+            if self.include_simulated
+            else "simulated votes (seed_votes) left out"
+        )
         if self.exclude_moderated:
             lines.append(f"votes whose exclusion reason starts with '{MODERATED_PREFIX}' removed")
         if self.since or self.until:
@@ -138,6 +145,8 @@ def export_queryset(filters: ExportFilters, categories: Sequence[Category]) -> Q
         )
     else:
         qs = valid_votes()
+    if not filters.include_simulated:
+        qs = qs.filter(simulated=False)
     if filters.exclude_moderated:
         qs = qs.exclude(invalid_reason__istartswith=MODERATED_PREFIX)
     if filters.since:
@@ -242,7 +251,10 @@ def preferences_export(
     total = queryset.count()
     dropped = _dedup_plan(queryset, dedup_percentile, result) if dedup else frozenset()
     options = Options(
-        judge=judge_hasher(judge_salt), margin=margin, include_invalid=filters.include_invalid
+        judge=judge_hasher(judge_salt),
+        margin=margin,
+        include_invalid=filters.include_invalid,
+        include_simulated=filters.include_simulated,
     )
     job = _Job(
         record_format=FORMATS[fmt],

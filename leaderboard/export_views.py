@@ -47,6 +47,7 @@ class ExportForm(forms.Form):
     max_turns = forms.IntegerField(required=False, min_value=1)
     include_invalid = forms.BooleanField(required=False)
     exclude_moderated = forms.BooleanField(required=False)
+    include_simulated = forms.BooleanField(required=False)
     dedup = forms.BooleanField(required=False)
     test_fraction = forms.FloatField(required=False, min_value=0.0, max_value=0.99, initial=0.0)
     seed = forms.IntegerField(required=False, initial=0)
@@ -74,6 +75,7 @@ class ExportForm(forms.Form):
             categories=data["categories"], languages=data["languages"],
             min_turns=data["min_turns"], max_turns=data["max_turns"],
             include_invalid=data["include_invalid"], exclude_moderated=data["exclude_moderated"],
+            include_simulated=data["include_simulated"],
         )  # fmt: skip
         return {
             "fmt": data["format"],

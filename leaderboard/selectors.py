@@ -233,6 +233,8 @@ def leaderboard_meta(
         "groups": len({_group(row) for row in payload.results[category]["rows"]} - {None}),
         "style_control_note": payload.results[category].get("style_error", ""),
         "total_valid_votes": snapshot.n_battles,
+        # Valid votes made up by `seed_votes` (a demo), among total_valid_votes.
+        "simulated_votes": payload.details.get("votes", {}).get("simulated", 0),
         "min_battles": MIN_BATTLES,
         "categories": list(payload.results),
     }

@@ -313,6 +313,10 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
         "head_to_head": _head_to_head(everything),
         "min_battles": MIN_BATTLES,
     }
+    # Votes made up by `seed_votes` for a demo: the pages and the API say how many. Only
+    # recorded when there are any, so a real arena's snapshot stays as it was.
+    if simulated := votes.filter(simulated=True).count():
+        details["votes"]["simulated"] = simulated
     return LeaderboardSnapshot.objects.create(
         method="bt",
         params=params,

@@ -1,11 +1,19 @@
 """Tiny chat models built on the fly, so the demo and the tests need no download.
 
 Each model is a standard Hugging Face causal LM (Llama or Mistral config, head dim 64 so that
-vLLM's CPU attention kernel accepts it) with random weights and a byte-level BPE tokenizer
-trained here on a small built-in corpus. Its answers are noise, but noise that looks like text
-fragments: the output head is shaped so that tokens come out roughly as often as in the corpus
-(see `_shape_output_head`), and now and then it says end-of-turn, so answers sometimes
-stop on their own.
+vLLM's CPU attention kernel accepts it) with a byte-level BPE tokenizer trained here. Two kinds:
+
+- Trained (`train_steps > 0`, the demo's models): a few seconds of training on the chat-formatted
+  question/answer pairs shipped in `workers/demo_corpus/` (see `workers/tiny_training.py`), so
+  that answers read like short English sentences and end with the end-of-sequence token on
+  their own. The demo models get different numbers of steps, so they differ in quality.
+- Untrained (`train_steps == 0`, the tests' cast): random weights, built in well under a second.
+  Their answers are noise, but noise that looks like text fragments: the output head is shaped
+  so that tokens come out roughly as often as in the corpus (see `_shape_output_head`), and now
+  and then it says end-of-turn, so answers sometimes stop on their own.
+
+A built folder carries its recipe (`arena-tiny.json`); building again with the same recipe
+does nothing, so the demo trains once per machine.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import shutil
 import string
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,8 +44,17 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from workers.demo_corpus import (
+    Pair,
+    conversations_split,
+    demo_conversations,
+    pair_texts,
+    pairs_digest,
+)
+from workers.tiny_training import TrainingRecipe, bits_per_character, model_train
+
 # Bump when the recipe changes, so that folders built by an older recipe are rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 MARKER = "arena-tiny.json"
 MAX_POSITIONS = 2048
 
@@ -131,7 +149,9 @@ class TinyModelSpec:
     num_heads: int = 2
     num_kv_heads: int | None = None
     vocab_size: int = 512
-    corpus: tuple[str, ...] = DEFAULT_CORPUS
+    # None: the training pairs' texts for a trained model, DEFAULT_CORPUS for an untrained one.
+    corpus: tuple[str, ...] | None = None
+    train_steps: int = 0
     organization: str = "Model Arena demo"
     license: str = "Apache-2.0"
 
@@ -141,37 +161,44 @@ class BuiltModel:
     name: str
     path: Path
     params: int
+    # What the build recorded: training seconds and held-out bits per character (trained only).
+    train_seconds: float | None = None
+    held_out_bpc: float | None = None
+    cached: bool = False
 
 
 # All have head dim 64 (hidden size / heads): vLLM's CPU attention kernel takes 64, not 16.
+# Each is trained for a different number of steps, so that they differ in quality in a known
+# order (A best, then the Mistral, then B): a real ranking for real votes to find, and the
+# "truth" that `seed_votes` simulates.
 DEMO_MODELS: tuple[TinyModelSpec, ...] = (
     TinyModelSpec(
         name="tiny-llama-a",
         display_name="Tiny Llama A",
-        description="A two-layer Llama with random weights; babbles in fragments of prose.",
+        description="A two-layer Llama trained for a few seconds (the longest of the three).",
         seed=101,
-        corpus=focused_corpus(PROSE),
+        train_steps=120,
     ),
     TinyModelSpec(
         name="tiny-llama-b",
         display_name="Tiny Llama B",
-        description="A deeper Llama (3 layers, grouped-query attention) that leans towards code.",
+        description="A three-layer Llama with grouped-query attention, trained the least.",
         seed=202,
-        corpus=focused_corpus(CODE),
         num_layers=3,
         intermediate_size=384,
         num_kv_heads=1,
         vocab_size=640,
+        train_steps=20,
     ),
     TinyModelSpec(
         name="tiny-mistral-a",
         display_name="Tiny Mistral A",
-        description="A two-layer Mistral with a wider MLP that leans towards Markdown.",
+        description="A two-layer Mistral with a wider MLP, trained for a middling number of steps.",
         seed=303,
-        corpus=focused_corpus(MARKDOWN),
         architecture="mistral",
         intermediate_size=320,
         vocab_size=576,
+        train_steps=50,
     ),
 )
 
@@ -191,8 +218,10 @@ def build_tiny_chat_model(
     vocab_size: int = 512,
     corpus: Sequence[str] | None = None,
     architecture: str = "llama",
+    train_steps: int = 0,
+    conversations: Sequence[Pair] | None = None,
 ) -> Path:
-    """Build a random-weight chat model into `path`, or do nothing if it is already there.
+    """Build a chat model into `path`, or do nothing if one of the same recipe is there.
 
     Parameters
     ----------
@@ -200,16 +229,24 @@ def build_tiny_chat_model(
         The model folder. It is created; if it exists it must be empty or hold a model built
         here (its `arena-tiny.json` marker), never someone else's files.
     seed
-        Seeds the weights; the tokenizer depends only on `corpus` and `vocab_size`.
+        Seeds the weights and the training data order; the tokenizer depends only on `corpus`
+        and `vocab_size`.
     hidden_size, intermediate_size, num_layers, num_heads, num_kv_heads
         The shape; `hidden_size / num_heads` is the head dim, which vLLM on CPU wants at 64.
     vocab_size
         The BPE vocabulary size (an upper bound: a small corpus may yield fewer tokens; the
         model's embedding keeps the full size).
     corpus
-        Training text for the tokenizer and the output head's token frequencies.
+        Training text for the tokenizer (and, untrained, the output head's token frequencies).
+        Default: the texts of `conversations` when trained, `DEFAULT_CORPUS` when not.
     architecture
         "llama" or "mistral".
+    train_steps
+        0: random weights, built in well under a second. More: trained for that many steps
+        on chat samples of `conversations` (see `workers.tiny_training.model_train`).
+    conversations
+        The question/answer pairs to train on; default: the training part of the shipped demo
+        corpus (`workers/demo_corpus/conversations.txt`).
 
     Returns
     -------
@@ -230,12 +267,26 @@ def build_tiny_chat_model(
     kv_heads = num_kv_heads or num_heads
     if num_heads % kv_heads:
         raise ValueError(f"num_heads {num_heads} is not a multiple of num_kv_heads {kv_heads}")
-    texts = tuple(corpus) if corpus is not None else DEFAULT_CORPUS
+    if train_steps < 0:
+        raise ValueError(f"train_steps must not be negative, not {train_steps}")
+    pairs: tuple[Pair, ...] = ()
+    if train_steps:
+        pairs = (
+            tuple(conversations)
+            if conversations is not None
+            else conversations_split(demo_conversations())[0]
+        )
+        if not pairs:
+            raise ValueError("conversations is empty")
+    if corpus is not None:
+        texts = tuple(corpus)
+    else:
+        texts = pair_texts(pairs) if train_steps else DEFAULT_CORPUS
     if not texts:
         raise ValueError("corpus is empty")
 
     path = Path(path)
-    recipe = {
+    recipe: dict[str, Any] = {
         "builder_version": BUILDER_VERSION,
         "architecture": architecture,
         "seed": seed,
@@ -247,7 +298,11 @@ def build_tiny_chat_model(
         "vocab_size": vocab_size,
         # The corpus itself may be long; its digest is enough to tell two apart.
         "corpus_sha256": _digest(texts),
+        "training": None,
     }
+    training = TrainingRecipe(steps=train_steps) if train_steps else None
+    if training is not None:
+        recipe["training"] = {**training.as_dict(), "pairs_sha256": pairs_digest(pairs)}
     if _read_marker(path) == recipe:
         return path
     if path.exists() and any(path.iterdir()) and _read_marker(path) is None:
@@ -259,7 +314,7 @@ def build_tiny_chat_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from a worker run as another user
     try:
-        params = _build_into(
+        report = _build_into(
             staging,
             seed=seed,
             architecture=architecture,
@@ -270,8 +325,13 @@ def build_tiny_chat_model(
             num_kv_heads=kv_heads,
             vocab_size=vocab_size,
             corpus=texts,
+            training=training,
+            pairs=pairs,
+            # Held-out text is only held out from the shipped corpus's own training part.
+            held_out=conversations_split(demo_conversations())[1] if conversations is None else (),
         )
-        (staging / MARKER).write_text(json.dumps({**recipe, "params": params}, indent=2) + "\n")
+        marker = {**recipe, "recipe_sha256": _recipe_hash(recipe), **report}
+        (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if path.exists():
             shutil.rmtree(path)
         try:
@@ -286,11 +346,14 @@ def build_tiny_chat_model(
 
 
 def build_demo_models(data_dir: Path) -> list[BuiltModel]:
-    """Build every model of `DEMO_MODELS` under `data_dir/models/<name>` (idempotent)."""
+    """Build every model of `DEMO_MODELS` under `data_dir/models/<name>`; a model whose folder
+    already holds the same recipe is kept as it is (not retrained)."""
     built = []
     for spec in DEMO_MODELS:
-        path = build_tiny_chat_model(
-            Path(data_dir) / "models" / spec.name,
+        path = Path(data_dir) / "models" / spec.name
+        before = _read_marker(path, with_report=True)
+        build_tiny_chat_model(
+            path,
             seed=spec.seed,
             hidden_size=spec.hidden_size,
             intermediate_size=spec.intermediate_size,
@@ -300,14 +363,25 @@ def build_demo_models(data_dir: Path) -> list[BuiltModel]:
             vocab_size=spec.vocab_size,
             corpus=spec.corpus,
             architecture=spec.architecture,
+            train_steps=spec.train_steps,
         )
-        built.append(BuiltModel(name=spec.name, path=path, params=model_param_count(path)))
+        marker = _read_marker(path, with_report=True) or {}
+        built.append(
+            BuiltModel(
+                name=spec.name,
+                path=path,
+                params=int(marker["params"]),
+                train_seconds=marker.get("train_seconds"),
+                held_out_bpc=marker.get("held_out_bpc"),
+                cached=before == marker,
+            )
+        )
     return built
 
 
 def model_param_count(path: Path) -> int:
     """The parameter count recorded when `path` was built."""
-    marker = _read_marker(path, with_params=True)
+    marker = _read_marker(path, with_report=True)
     if marker is None:
         raise ValueError(f"{path} holds no model built by build_tiny_chat_model")
     return int(marker["params"])
@@ -332,7 +406,11 @@ def _build_into(
     num_kv_heads: int,
     vocab_size: int,
     corpus: Sequence[str],
-) -> int:
+    training: TrainingRecipe | None,
+    pairs: Sequence[Pair],
+    held_out: Sequence[Pair],
+) -> dict[str, Any]:
+    """Build the model into `folder`; returns the build report kept in its marker."""
     tokenizer = _train_tokenizer(corpus, vocab_size)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in (BOS, EOS, PAD)}
     config_class, model_class, extra = ARCHITECTURES[architecture]
@@ -350,18 +428,29 @@ def _build_into(
         eos_token_id=ids[EOS],
         pad_token_id=ids[PAD],
     )
+    report: dict[str, Any] = {}
     # fork_rng leaves the caller's global random state as it was.
     with _build_lock, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_class(config).eval()
-        _shape_output_head(model, tokenizer, corpus)
+        if training is None:
+            _shape_output_head(model, tokenizer, corpus)
+        else:
+            started = time.perf_counter()
+            losses = model_train(model, tokenizer, pairs, training, seed=seed)
+            report["train_seconds"] = round(time.perf_counter() - started, 2)
+            report["final_loss"] = round(sum(losses[-10:]) / len(losses[-10:]), 4)
+            if held_out:
+                bpc = bits_per_character(model, tokenizer, held_out)
+                report["held_out_bpc"] = round(bpc, 4)
     model.generation_config = GenerationConfig(
         bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD]
     )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     _patch_tokenizer_config(folder)
-    return sum(p.numel() for p in model.parameters())
+    report["params"] = sum(p.numel() for p in model.parameters())
+    return report
 
 
 def _train_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -483,13 +572,22 @@ def _digest(texts: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def _read_marker(path: Path, *, with_params: bool = False) -> dict[str, Any] | None:
+# What a marker records about the build besides its recipe (not compared when checking it).
+_REPORT_KEYS = ("params", "recipe_sha256", "train_seconds", "final_loss", "held_out_bpc")
+
+
+def _recipe_hash(recipe: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def _read_marker(path: Path, *, with_report: bool = False) -> dict[str, Any] | None:
     try:
         marker = json.loads((Path(path) / MARKER).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(marker, dict):
         return None
-    if not with_params:
-        marker.pop("params", None)
+    if not with_report:
+        for key in _REPORT_KEYS:
+            marker.pop(key, None)
     return marker

@@ -45,6 +45,8 @@ class Options:
     judge: Callable[[str], str] = lambda visitor_id: ""
     margin: float | None = None
     include_invalid: bool = False
+    # Simulated votes (seed_votes) are exported only when asked for, then marked per record.
+    include_simulated: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ def _arena_schema(options: Options) -> pa.Schema:
     ]
     if options.include_invalid:
         fields.append(("exclusion_reason", pa.string()))
+    if options.include_simulated:
+        fields.append(("simulated", pa.bool_()))
     return pa.schema(fields)
 
 
@@ -175,6 +179,8 @@ def _arena_convert(row: Row, options: Options) -> Records:
     }
     if options.include_invalid:
         record["exclusion_reason"] = "" if row["is_valid"] else (row["invalid_reason"] or "invalid")
+    if options.include_simulated:
+        record["simulated"] = bool(row["simulated"])
     return [record]
 
 
@@ -204,6 +210,8 @@ ARENA = RecordFormat(
         "category_tags": "names of the leaderboard categories the battle belongs to",
         "exclusion_reason": "why the vote is excluded from the leaderboard, empty when it counts "
         "(only with --include-invalid)",
+        "simulated": "true for a vote made up by seed_votes to fill a demo, not cast by a person "
+        "(only with --include-simulated)",
     },
     task_categories=("text-classification",),
     tags=("chatbot-arena", "human-feedback", "pairwise-comparison"),

@@ -52,6 +52,9 @@ class Command(BaseCommand):
         parser.add_argument("--max-turns", type=positive_int)
         parser.add_argument("--include-invalid", action="store_true", help="also excluded votes")
         parser.add_argument("--exclude-moderated", action="store_true")
+        parser.add_argument(
+            "--include-simulated", action="store_true", help="also seed_votes' simulated votes"
+        )
         parser.add_argument("--dedup", action="store_true", help="drop repeats, cap common prompts")
         parser.add_argument("--dedup-percentile", type=non_negative_float, default=99.9)
         parser.add_argument("--test-fraction", type=non_negative_float, default=0.0)
@@ -82,6 +85,7 @@ class Command(BaseCommand):
             max_turns=opts["max_turns"],
             include_invalid=opts["include_invalid"],
             exclude_moderated=opts["exclude_moderated"],
+            include_simulated=opts["include_simulated"],
         )
         bar = tqdm(unit=" votes", file=sys.stderr, disable=opts["no_progress"], smoothing=0.1)
 
