@@ -210,7 +210,27 @@ def _raise(raw: Callable[[int], tuple[str, Any]], i: int) -> None:
 
 def _mask(expr: Any, *, missing: bool) -> np.ndarray:
     """A boolean arrow result as numpy, a missing value counting as ``missing``."""
-    return np.asarray(pc.fill_null(expr, missing).to_numpy(zero_copy_only=False), dtype=bool)
+    return _numpy(expr, bool, missing)
+
+
+_CASTS = {bool: pa.uint8(), np.int64: pa.int64(), np.float64: pa.float64()}
+
+
+def _numpy(values: pa.Array | pa.ChunkedArray, dtype: Any, fill: Any) -> np.ndarray:
+    """An arrow column as a new numpy array of ``dtype`` (bool, int64 or float64), ``fill`` for
+    a missing value. Not by ``to_numpy`` nor ``fill_null`` with a Python value: both import
+    pandas, half a second of ``rank``'s start."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    arr = pc.cast(arr, _CASTS[dtype], safe=False)
+    n, start = len(arr), arr.offset
+    if not n:
+        return np.zeros(0, dtype=dtype)
+    data = np.frombuffer(arr.buffers()[1], dtype=_CASTS[dtype].to_pandas_dtype())
+    out = data[start : start + n].astype(dtype)
+    if arr.null_count:
+        bits = np.unpackbits(np.frombuffer(arr.buffers()[0], dtype=np.uint8), bitorder="little")
+        out[~bits[start : start + n].astype(bool)] = fill
+    return out
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -244,7 +264,7 @@ def _encode(col: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
     if not pa.types.is_dictionary(col.type):
         col = pc.dictionary_encode(col)
     arr = col.unify_dictionaries().combine_chunks() if col.num_chunks else col.combine_chunks()
-    codes = np.array(pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    codes = _numpy(arr.indices, np.int64, -1)
     return codes, arr.dictionary.to_pylist()
 
 
@@ -260,7 +280,7 @@ def _column_bad(name: str, col: pa.ChunkedArray, exact: bool) -> np.ndarray | No
         # Every value of a column of the wrong type is refused; missing values are fine.
         return _mask(pc.is_valid(col), missing=False)
     if name in ("turn", "prompt_chars"):
-        return _mask(pc.less(col, 0), missing=False)
+        return _numpy(col, np.int64, 0) < 0
     return None
 
 
@@ -340,7 +360,7 @@ def _build(
         col = table[name]
         if dtype is np.float64:
             col = pc.cast(col, pa.float64(), safe=False)
-        return np.array(pc.fill_null(col, fill).to_numpy(zero_copy_only=False), dtype=dtype)
+        return _numpy(col, dtype, fill)
 
     def codes(name: str) -> tuple[np.ndarray, list[Any]]:
         if name in coded:
