@@ -49,6 +49,7 @@ lint: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(PY) benchmarks/ratings.py
+	$(PY) benchmarks/reading.py
 	$(PY) benchmarks/export.py --votes 100000
 	$(PY) benchmarks/overhead.py
 

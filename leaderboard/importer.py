@@ -303,14 +303,22 @@ class _Rows(_Store):
         # As Django prepares them for the driver: JSON as text, times as SQLite stores them.
         for name in ("conversation_a", "conversation_b", "style_a", "style_b"):
             found[name] = _json(found[name])
+        stored: Any = when
         if connection.vendor != "postgresql":
-            when = connection.ops.adapt_datetimefield_value(when)
-        battle = {"id": battle_id, "model_a_id": model_a, "model_b_id": model_b,
-                  "visitor_id": visitor, "ip_hash": "", "created_at": when, "moderation": "[]"}
+            stored = connection.ops.adapt_datetimefield_value(when)
+        battle = {
+            "id": battle_id,
+            "model_a_id": model_a,
+            "model_b_id": model_b,
+            "visitor_id": visitor,
+            "ip_hash": "",
+            "created_at": stored,
+            "moderation": "[]",
+        }
         vote = {
             **found, "battle_id": battle_id, "model_a_id": model_a, "model_b_id": model_b,
             "outcome": record["winner"], "visitor_id": visitor, "is_valid": not reason,
-            "invalid_reason": reason[:200], "battle_started_at": when, "created_at": when,
+            "invalid_reason": reason[:200], "battle_started_at": stored, "created_at": stored,
             "source": self.source, "external_id": external_id, "anony": record["anony"],
             "prompt_key": key,
         }  # fmt: skip

@@ -236,7 +236,7 @@ def _numpy(values: pa.Array | pa.ChunkedArray, dtype: Any, fill: Any) -> np.ndar
 def _is_text(t: pa.DataType) -> bool:
     if pa.types.is_dictionary(t):
         t = t.value_type
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
 
 
 def _type_ok(name: str, t: pa.DataType) -> bool:
@@ -246,13 +246,13 @@ def _type_ok(name: str, t: pa.DataType) -> bool:
     if name in ("model_a", "model_b", "winner", *STRINGS):
         return _is_text(t)
     if name == "question_id":
-        return _is_text(t) or pa.types.is_integer(t)
+        return _is_text(t) or bool(pa.types.is_integer(t))
     if name in ("anony", "is_code"):
-        return pa.types.is_boolean(t)
+        return bool(pa.types.is_boolean(t))
     if name == "tstamp":
-        return pa.types.is_integer(t) or pa.types.is_floating(t)
+        return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
     if name in ("turn", "prompt_chars"):
-        return pa.types.is_integer(t)
+        return bool(pa.types.is_integer(t))
     return True
 
 
@@ -292,7 +292,8 @@ def _text_bad(name: str, coded: tuple[np.ndarray, list[Any]]) -> np.ndarray:
     else:
         refused = [not v for v in values]
     lookup = np.array([*refused, True], dtype=bool)  # code -1: missing
-    return lookup[codes]
+    flags: np.ndarray = lookup[codes]
+    return flags
 
 
 def _has_text(col: pa.ChunkedArray) -> bool:

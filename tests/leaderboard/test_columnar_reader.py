@@ -26,7 +26,7 @@ def write(tmp_path, records, fmt, name="log"):
     elif fmt == "jsonl":
         # A blank line in the middle: numbering is by line, as the per-record reader numbers.
         lines = [json.dumps(r) for r in records]
-        path.write_text("\n".join(lines[:2] + [""] + lines[2:]) + "\n")
+        path.write_text("\n".join([*lines[:2], "", *lines[2:]]) + "\n")
     else:
         pq.write_table(pa.Table.from_struct_array(pa.array(records)), path)
     return path
@@ -203,8 +203,16 @@ def test_logs_with_texts_or_metadata_take_the_per_record_path(tmp_path, fmt):
     records[4] = dict(records[4], conversation_a=conv, conversation_b=conv)
     path = write(tmp_path, records, fmt)
     assert read_columns(path, anony_only=False, require_style=False) is None
-    meta = {"sum_assistant_a_tokens": 3, "header_count_a": 1, "list_count_a": 0, "bold_count_a": 0,
-            "sum_assistant_b_tokens": 5, "header_count_b": 0, "list_count_b": 2, "bold_count_b": 1}
+    meta = {
+        "sum_assistant_a_tokens": 3,
+        "header_count_a": 1,
+        "list_count_a": 0,
+        "bold_count_a": 0,
+        "sum_assistant_b_tokens": 5,
+        "header_count_b": 0,
+        "list_count_b": 2,
+        "bold_count_b": 1,
+    }
     path = write(tmp_path, [dict(r, conv_metadata=meta) for r in varied(10)], fmt, "meta")
     assert read_columns(path, anony_only=False, require_style=False) is None
     assert read_battle_log(path).style_a.tolist()[0] == [3, 1, 0, 0]

@@ -338,8 +338,11 @@ def test_the_bulk_writer_stores_what_model_instances_store_and_only_once(
         for n in range(40)
     ]  # fmt: skip
     # Without text nor id (the id is the record's hash), and a judge-less one.
-    records += [{"model_a": "new-model", "model_b": "koala-13b", "winner": "model_b",
-                 "tstamp": 1.7e9 + n, "judge": None if n % 2 else "j"} for n in range(30)]  # fmt: skip
+    records += [
+        {"model_a": "new-model", "model_b": "koala-13b", "winner": "model_b",
+         "tstamp": 1.7e9 + n, "judge": None if n % 2 else "j"}
+        for n in range(30)
+    ]  # fmt: skip
     records.append(dict(records[-1]))  # an identical record: numbered, not lost
     path = tmp_path / f"log.{fmt}"
     if fmt == "jsonl":
