@@ -9,7 +9,8 @@ throwaway database, as the battles stay in it).
 The logs are generated (seeded; the generator of benchmarks/ratings.py: 100 models, 20% ties)
 without conversation texts, in the columns ``model_a``, ``model_b``, ``winner``, ``tstamp`` and
 ``anony``, as Parquet, JSON Lines and a JSON array. Every case is its own process; its time is
-wall-clock and its memory the process's peak resident set. ``rank`` is timed from the command
+wall-clock (CPU time beside it where a shared machine makes the wall time noisy) and its memory
+the process's peak resident set. ``rank`` is timed from the command
 line (process start, Django set-up and imports included). arena-rank (lmarena) is timed in its
 own process from after its imports: pandas reads the Parquet file, ``PairDataset.from_pandas``,
 then ``BradleyTerry.compute_ratings_and_cis(ci_method="sandwich")`` (JAX compiles on this first
@@ -84,6 +85,7 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> dict[str,
         out.seek(0)
         err.seek(0)
         return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "rc": proc.returncode,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
                 "stdout": out.read().decode(), "stderr": err.read().decode()}  # fmt: skip
 
 
@@ -138,7 +140,7 @@ def import_rates(path: Path, n: int, database_url: str) -> dict[str, Any]:
     if "0 battles imported" not in again["stdout"]:
         raise SystemExit(f"the second import added battles: {again['stdout']}")
     return {"seconds": first["seconds"], "rate": n / first["seconds"], "peak_mb": first["peak_mb"],
-            "again_s": again["seconds"]}  # fmt: skip
+            "cpu_s": first["cpu_s"], "again_s": again["seconds"]}  # fmt: skip
 
 
 def written(n: int, folder: Path, formats: tuple[str, ...]) -> dict[str, Path]:
@@ -189,7 +191,7 @@ def main() -> None:
                          env=env)  # fmt: skip
             print(
                 f"rank --ci {ci:<9} {got['seconds']:7.2f} s  {got['peak_mb']:7.0f} MB  "
-                "(python manage.py rank, end to end)"
+                f"(python manage.py rank, end to end; CPU {got['cpu_s']:.2f} s)"
             )
         if not args.no_peers:
             got = in_child("arena_rank", paths["parquet"])
@@ -208,7 +210,8 @@ def main() -> None:
         for name, url in targets.items():
             got = import_rates(small, n_import, url)
             print(f"import {n_import:,} into {name:<10} {got['seconds']:7.2f} s = "
-                  f"{got['rate']:8,.0f} battles/s  {got['peak_mb']:5.0f} MB; "
+                  f"{got['rate']:8,.0f} battles/s  {got['peak_mb']:5.0f} MB "
+                  f"(CPU {got['cpu_s']:.1f} s); "
                   f"again (adds nothing) {got['again_s']:.2f} s")  # fmt: skip
 
 
