@@ -60,6 +60,7 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(PY) benchmarks/ratings.py
 	$(PY) benchmarks/coverage.py --arenas 800 --style-arenas 200
+	$(PY) benchmarks/reading.py
 	$(PY) benchmarks/export.py --votes 100000
 	$(PY) benchmarks/overhead.py
 

@@ -193,10 +193,17 @@ def _is_parquet(path: Path) -> bool:
 
 
 def read_battle_log(
-    path: str | Path, *, anony_only: bool = False, require_style: bool = False
+    path: str | Path,
+    *,
+    anony_only: bool = False,
+    require_style: bool = False,
+    columnar: bool = True,
 ) -> Battles:
     """Read a battle log file (JSON array, JSON Lines, Parquet, or the 55k CSV layout): the
     files ``import_battles`` reads, record by record with the importer's checks and facts.
+
+    A log without texts is read in columns (:mod:`leaderboard.formats.columnar`): the same
+    battles, or the same error, as record by record, which ``columnar=False`` forces.
 
     Raises
     ------
@@ -208,6 +215,12 @@ def read_battle_log(
     path = Path(path)
     if _is_parquet(path):
         _parquet_columns_check(path)
+    if columnar:
+        from leaderboard.formats.columnar import read_columns
+
+        battles = read_columns(path, anony_only=anony_only, require_style=require_style)
+        if battles is not None:
+            return battles
 
     def records() -> Iterator[tuple[str, Any]]:
         for where, raw in battle_records(path):

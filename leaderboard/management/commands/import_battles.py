@@ -1,6 +1,6 @@
 """``manage.py import_battles FILE``: a FastChat/LMSYS battle log into the arena's database.
 
-    python manage.py import_battles FILE [--source LABEL] [--strict] [--refresh] [--no-progress]
+    python manage.py import_battles FILE [--source LABEL] [--strict] [--refresh] [--quiet]
 
 Accepted: ``clean_battle_*.json`` (with or without conversation text), the
 ``chatbot_arena_conversations`` layout as JSON Lines or Parquet, this arena's own ``arena`` and
@@ -27,12 +27,14 @@ class Command(BaseCommand):
         parser.add_argument("--source", help="label of the import (default: the file name)")
         parser.add_argument("--strict", action="store_true", help="stop at the first bad record")
         parser.add_argument("--refresh", action="store_true", help="recompute the leaderboard")
-        parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument("--quiet", "--no-progress", action="store_true", help="no progress bar")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         from tqdm import tqdm
 
-        bar = tqdm(unit=" records", file=sys.stderr, disable=opts["no_progress"])
+        # A progress bar on stderr, only for a person watching a terminal.
+        quiet = opts["quiet"] or not sys.stderr.isatty()
+        bar = tqdm(unit=" records", file=sys.stderr, disable=quiet, unit_scale=True)
         try:
             result = battles_import(
                 path=opts["file"],
