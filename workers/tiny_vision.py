@@ -26,7 +26,15 @@ from transformers import (
     LlavaProcessor,
 )
 
-from workers.tiny_models import BOS, DEFAULT_CORPUS, EOS, MAX_POSITIONS, PAD, _train_tokenizer
+from workers.tiny_models import (
+    BOS,
+    DEFAULT_CORPUS,
+    EOS,
+    MAX_POSITIONS,
+    PAD,
+    BuiltModel,
+    _train_tokenizer,
+)
 
 BUILDER_VERSION = 1
 MARKER = "arena-tiny-vision.json"
@@ -144,3 +152,17 @@ def _build_into(folder: Path, *, seed: int, hidden_size: int) -> int:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return sum(p.numel() for p in model.parameters())
+
+
+# The demo's vision models (`vision = true` in models.toml): two, since a battle needs a pair.
+DEMO_VISION_MODELS: tuple[tuple[str, int], ...] = (("tiny-llava-a", 31), ("tiny-llava-b", 32))
+
+
+def build_demo_vision_models(data_dir: Path) -> list[BuiltModel]:
+    """Build the demo's vision models under `data_dir/models/<name>` (idempotent)."""
+    built = []
+    for name, seed in DEMO_VISION_MODELS:
+        path = build_tiny_vision_model(Path(data_dir) / "models" / name, seed=seed)
+        params = int(json.loads((path / MARKER).read_text())["params"])
+        built.append(BuiltModel(name=name, path=path, params=params))
+    return built

@@ -17,9 +17,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         # Imported here: torch and transformers are needed by this command only.
         from workers.tiny_models import build_demo_models
+        from workers.tiny_vision import build_demo_vision_models
 
         started = time.monotonic()
-        built = build_demo_models(settings.DATA_DIR)
+        built = build_demo_models(settings.DATA_DIR) + build_demo_vision_models(settings.DATA_DIR)
         for model in built:
             self.stdout.write(f"{model.name}: {model.params:,} parameters in {model.path}")
         self.stdout.write(f"built {len(built)} demo models in {time.monotonic() - started:.1f} s")
