@@ -5,32 +5,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('arena', '0004_vote_prompt_key'),
+        ("arena", "0004_vote_prompt_key"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PromptImage',
+            name="PromptImage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sha256', models.CharField(max_length=64, unique=True)),
-                ('mime', models.CharField(max_length=20)),
-                ('data', models.BinaryField()),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sha256", models.CharField(max_length=64, unique=True)),
+                ("mime", models.CharField(max_length=20)),
+                ("data", models.BinaryField()),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.AddField(
-            model_name='arenamodel',
-            name='vision',
+            model_name="arenamodel",
+            name="vision",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='turn',
-            name='image',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='arena.promptimage'),
+            model_name="turn",
+            name="image",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="arena.promptimage",
+            ),
         ),
     ]

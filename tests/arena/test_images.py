@@ -174,7 +174,7 @@ def mixed_cast(db: None) -> dict[str, ArenaModel]:
 
 
 def test_an_image_battle_draws_only_models_that_take_images(
-    mixed_cast: dict[str, ArenaModel]
+    mixed_cast: dict[str, ArenaModel],
 ) -> None:
     rng = np.random.default_rng(0)
     drawn = set()
@@ -189,7 +189,7 @@ def test_an_image_battle_draws_only_models_that_take_images(
 
 
 def test_an_image_battle_without_two_vision_models_is_a_clear_4xx(
-    mixed_cast: dict[str, ArenaModel]
+    mixed_cast: dict[str, ArenaModel],
 ) -> None:
     ArenaModel.objects.filter(name="eye-2").update(enabled=False)
     with pytest.raises(InvalidInput, match="take images"):
@@ -200,11 +200,9 @@ def test_an_image_battle_without_two_vision_models_is_a_clear_4xx(
 
 
 def test_the_models_get_the_stored_image_as_a_data_url_part(
-    mixed_cast: dict[str, ArenaModel]
+    mixed_cast: dict[str, ArenaModel],
 ) -> None:
-    battle = services.battle_create(
-        visitor_id="v", prompt="What is this?", image=photo_with_exif()
-    )
+    battle = services.battle_create(visitor_id="v", prompt="What is this?", image=photo_with_exif())
     stored = PromptImage.objects.get()
     response = Response.objects.filter(turn__battle=battle).first()
     assert response is not None
@@ -226,7 +224,7 @@ def _client() -> tuple[Client, str]:
 
 
 def test_api_takes_base64_json_and_serves_the_image_to_the_owner_only(
-    mixed_cast: dict[str, ArenaModel]
+    mixed_cast: dict[str, ArenaModel],
 ) -> None:
     client, token = _client()
     url = "data:image/png;base64," + base64.b64encode(png_bytes(Comment="gps 48.85")).decode()

@@ -54,7 +54,7 @@ def test_the_tiny_vlm_answers_and_reads_the_pixels(vision_dir: Path) -> None:
 
 
 def test_the_tiny_vlm_also_answers_text_only(vision_dir: Path) -> None:
-    text, finish = answer(vision_dir, [{"role": "user", "content": "Hello"}])
+    _text, finish = answer(vision_dir, [{"role": "user", "content": "Hello"}])
     assert finish.completion_tokens >= 1
 
 
