@@ -280,3 +280,54 @@ def test_api_refuses_a_bad_image_with_a_400_and_creates_nothing(
     assert reply.status_code == 400
     assert reply.json()["error"]
     assert not Response.objects.exists()
+
+
+def test_api_refuses_an_oversized_image_with_a_4xx_not_a_500(
+    mixed_cast: dict[str, ArenaModel], settings: Any
+) -> None:
+    settings.ARENA_MAX_IMAGE_BYTES = 4096
+    client, token = _client()
+    big = "data:image/png;base64," + base64.b64encode(b"\x89PNG" + b"\x00" * 8000).decode()
+    reply = client.post(
+        "/battles",
+        {"prompt": "Describe it.", "image": big},
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
+    )
+    assert reply.status_code == 400
+    assert "too large" in reply.json()["error"]
+    # Past Django's own body limit too.
+    huge = "A" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 10)
+    reply = client.post(
+        "/battles",
+        {"prompt": "Describe it.", "image": huge},
+        content_type="application/json",
+        headers={"X-CSRFToken": token},
+    )
+    assert 400 <= reply.status_code < 500
+    assert not Response.objects.exists()
+
+
+def test_registry_entries_say_whether_a_model_takes_images(tmp_path: Any) -> None:
+    from arena.registry import RegistryError, registry_parse
+
+    text = """
+[[models]]
+name = "eye"
+display_name = "Eye"
+backend = "openai"
+vision = true
+[models.options]
+base_url = "http://127.0.0.1:9/v1"
+
+[[models]]
+name = "plain"
+display_name = "Plain"
+backend = "openai"
+[models.options]
+base_url = "http://127.0.0.1:9/v1"
+"""
+    eye, plain = registry_parse(text, base_dir=tmp_path)
+    assert (eye.vision, plain.vision) == (True, False)
+    with pytest.raises(RegistryError, match="'vision'"):
+        registry_parse(text.replace("vision = true", 'vision = "yes"'), base_dir=tmp_path)
