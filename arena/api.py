@@ -25,7 +25,7 @@ from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.http import require_GET
 
-from arena import selectors, services, streams
+from arena import images, selectors, services, streams
 from arena.errors import ArenaError, InvalidInput, RateLimited
 from arena.models import Battle, Response, ResponseStatus
 from arena.visitors import ip_hash, visitor_id
@@ -153,12 +153,25 @@ def _battle(request: HttpRequest, battle_id: str) -> Battle:
 
 @json_api(methods=("POST",))
 def battles_create(request: HttpRequest) -> HttpResponse:
+    body = _body(request)
     battle = services.battle_create(
         visitor_id=visitor_id(request),
         ip_hash=ip_hash(request),
-        prompt=_body(request).get("prompt"),
+        prompt=body.get("prompt"),
+        image=images.image_upload(body, request.FILES),
     )
     return JsonResponse(selectors.battle_state(battle), status=201)
+
+
+@json_api(methods=("GET",))
+def battle_image(request: HttpRequest, battle_id: str, index: int) -> HttpResponse:
+    """A turn's image, to the battle's own visitor only (a stranger gets the same 404 or 403
+    as for the battle itself)."""
+    image = images.turn_image(battle=_battle(request, battle_id), index=index)
+    reply = HttpResponse(bytes(image.data), content_type=image.mime)
+    reply["Cache-Control"] = "private, max-age=3600"
+    reply["X-Content-Type-Options"] = "nosniff"
+    return reply
 
 
 @json_api(methods=("GET",))

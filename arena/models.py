@@ -36,6 +36,9 @@ class ArenaModel(models.Model):
     options = models.JSONField(default=dict, blank=True)
     sampling_weight = models.FloatField(default=1.0)
     max_concurrency = models.PositiveIntegerField(default=4)
+    # Takes images in the prompt (`vision = true` in models.toml): only such models are drawn for
+    # a battle whose first turn carries an image.
+    vision = models.BooleanField(default=False)
     enabled = models.BooleanField(default=True)
     # False once the entry disappeared from models.toml: kept for history, never sampled.
     in_registry = models.BooleanField(default=True)
@@ -96,10 +99,30 @@ class Battle(models.Model):
         return self.model_a if side == Side.A else self.model_b
 
 
+class PromptImage(models.Model):
+    """An image a visitor attached to a prompt, as stored after `arena.images.image_normalise`:
+    re-encoded without metadata, named by the SHA-256 of the stored bytes (one row per
+    distinct image). In the database, so that every worker host can read it."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    mime = models.CharField(max_length=20)
+    data = models.BinaryField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"image {self.sha256[:12]} ({self.width}x{self.height} {self.mime})"
+
+
 class Turn(models.Model):
     battle = models.ForeignKey(Battle, on_delete=models.CASCADE, related_name="turns")
     index = models.PositiveIntegerField()
     prompt = models.TextField()
+    # The first turn of a vision battle carries an image; follow-ups do not.
+    image = models.ForeignKey(
+        PromptImage, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -58,6 +58,7 @@ _KNOWN_FIELDS = {
     "context_tokens",
     "enabled",
     "demo",
+    "vision",
     "vllm",
 }
 _SAMPLING_FIELDS: dict[str, tuple[type, ...]] = {
@@ -98,6 +99,8 @@ class ModelEntry:
     sampling_weight: float = 1.0
     max_concurrency: int = 4
     enabled: bool = True
+    # Takes images in the prompt: drawn for vision battles (arena/images.py).
+    vision: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -217,6 +220,7 @@ def _parse_entry(raw: dict[str, Any], index: int, base_dir: Path) -> ModelEntry:
         sampling_weight=float(weight if weight is not None else 1.0),
         max_concurrency=concurrency or 4,
         enabled=bool(_check(raw, index, "enabled", (bool,), False) is not False),
+        vision=bool(_check(raw, index, "vision", (bool,), False)),
         options=options,
     )
 
@@ -287,6 +291,7 @@ def registry_sync(entries: list[ModelEntry]) -> SyncResult:
             "sampling_weight": entry.sampling_weight,
             "max_concurrency": entry.max_concurrency,
             "enabled": entry.enabled,
+            "vision": entry.vision,
             "in_registry": True,
         }
         row, was_created = ArenaModel.objects.get_or_create(name=entry.name, defaults=values)

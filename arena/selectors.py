@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from arena.errors import Forbidden, NotFound
-from arena.models import ArenaModel, Battle, Response, ResponseStatus, Side, Turn, Vote
+from arena.images import image_data_url
+from arena.models import (
+    ArenaModel,
+    Battle,
+    PromptImage,
+    Response,
+    ResponseStatus,
+    Side,
+    Turn,
+    Vote,
+)
 from workers.backends.base import Message
 
 
@@ -22,9 +32,12 @@ def battle_get(*, battle_id: str, visitor_id: str) -> Battle:
     return battle
 
 
-def model_pool() -> list[ArenaModel]:
-    """The models that may be drawn into a new battle, in a stable order."""
+def model_pool(*, vision: bool = False) -> list[ArenaModel]:
+    """The models that may be drawn into a new battle, in a stable order; with `vision`, only
+    those that take images."""
     pool = ArenaModel.objects.filter(enabled=True, healthy=True, sampling_weight__gt=0)
+    if vision:
+        pool = pool.filter(vision=True)
     return list(pool.order_by("id"))
 
 
@@ -70,7 +83,17 @@ def generation_messages(response: Response) -> list[Message]:
     # Everything before this turn: the prompt pairs come first, so cut after 2 * index messages.
     messages.extend(history[: 2 * turn.index])
     messages.append({"role": "user", "content": turn.prompt})
+    user_messages = [m for m in messages if m["role"] == "user"]
+    for message, image in zip(user_messages, _turn_images(turn), strict=True):
+        if image is not None:
+            message["images"] = [image_data_url(image)]
     return messages
+
+
+def _turn_images(turn: Turn) -> list[PromptImage | None]:
+    """The image of each turn up to `turn`, in order (None for a turn without one)."""
+    turns = turn.battle.turns.filter(index__lte=turn.index).select_related("image")
+    return [t.image for t in turns.order_by("index")]
 
 
 def _response_public(response: Response | None) -> dict[str, Any] | None:
@@ -107,6 +130,10 @@ def battle_state(battle: Battle) -> dict[str, Any]:
             {
                 "index": turn.index,
                 "prompt": turn.prompt,
+                # The battle's URL, not the image's hash: nothing in it tells who is fighting.
+                "image_url": f"/battles/{battle.id}/turns/{turn.index}/image"
+                if turn.image_id is not None
+                else None,
                 "a": _response_public(responses.get(Side.A)),
                 "b": _response_public(responses.get(Side.B)),
             }

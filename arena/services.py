@@ -19,7 +19,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from arena import anonymity, context, facts, metrics, moderation, selectors, streams
+from arena import anonymity, context, facts, images, metrics, moderation, selectors, streams
 from arena.errors import Conflict, InvalidInput, Refused, Unavailable
 from arena.models import (
     CHOICES,
@@ -54,9 +54,17 @@ def prompt_clean(prompt: object) -> str:
 
 
 def battle_create(
-    *, visitor_id: str, prompt: object, ip_hash: str = "", rng: np.random.Generator | None = None
+    *,
+    visitor_id: str,
+    prompt: object,
+    ip_hash: str = "",
+    rng: np.random.Generator | None = None,
+    image: bytes | None = None,
 ) -> Battle:
-    """Draw a pair, create the battle, its first turn and two queued answers; enqueue both."""
+    """Draw a pair, create the battle, its first turn and two queued answers; enqueue both.
+
+    With `image` (the uploaded bytes), only models that take images are drawn (arena/images.py).
+    """
     prompt = prompt_clean(prompt)
     limits = [(f"battle:{visitor_id}", settings.ARENA_BATTLES_PER_MINUTE, 60)]
     if ip_hash:
@@ -67,10 +75,13 @@ def battle_create(
     _rate_limit(limits, what="new battles")
     # After the rate limit, so that refused prompts count too: nobody probes the checker fast.
     _prompt_moderate(prompt, battle=None, visitor_id=visitor_id)
-    pool = selectors.model_pool()
+    picture = images.image_normalise(image) if image is not None else None
+    pool = selectors.model_pool(vision=picture is not None)
     try:
         left, right = plan_pair_draw(pool, rng or np.random.default_rng())
     except NotEnoughModels:
+        if picture is not None:
+            raise InvalidInput(images.NO_VISION_MODELS) from None
         raise Unavailable(
             "The arena needs at least two enabled models; an operator must enable them."
         ) from None
@@ -79,7 +90,12 @@ def battle_create(
         battle = Battle.objects.create(
             model_a=pool[left], model_b=pool[right], visitor_id=visitor_id, ip_hash=ip_hash
         )
-        turn = Turn.objects.create(battle=battle, index=0, prompt=prompt)
+        turn = Turn.objects.create(
+            battle=battle,
+            index=0,
+            prompt=prompt,
+            image=images.image_store(picture) if picture is not None else None,
+        )
         _responses_create(battle, turn)
     metrics.battle_started()
     log.info(

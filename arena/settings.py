@@ -253,6 +253,12 @@ if ARENA_TRUSTED_PROXY_HOPS:
 ARENA_MODELS_FILE = Path(os.environ.get("ARENA_MODELS_FILE") or BASE_DIR / "models.toml")
 ARENA_MAX_PROMPT_CHARS = envint("ARENA_MAX_PROMPT_CHARS", 8000, minimum=1)
 ARENA_MAX_TURNS = envint("ARENA_MAX_TURNS", 6, minimum=1)
+# An image attached to a prompt (arena/images.py): its size as uploaded, and its pixels
+# (width x height, checked from the header before any decoding: no decompression bomb).
+ARENA_MAX_IMAGE_BYTES = envint("ARENA_MAX_IMAGE_BYTES", 5 * 1024 * 1024, minimum=1024)
+ARENA_MAX_IMAGE_PIXELS = envint("ARENA_MAX_IMAGE_PIXELS", 16_000_000, minimum=1)
+# A JSON body carries the image in base64 (4/3 of its size) next to the prompt.
+DATA_UPLOAD_MAX_MEMORY_SIZE = ARENA_MAX_IMAGE_BYTES * 4 // 3 + 256 * 1024
 # Battles a visitor may start per minute; beyond it a 429 with Retry-After.
 ARENA_BATTLES_PER_MINUTE = envint("ARENA_BATTLES_PER_MINUTE", 20, minimum=1)
 # The same per IP address (a keyed hash of it), for many sessions behind one address.

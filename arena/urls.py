@@ -13,6 +13,7 @@ urlpatterns = [
     path("battles/<str:battle_id>/regenerate", api.battle_regenerate, name="battle-regenerate"),
     path("battles/<str:battle_id>/vote", api.battle_vote, name="battle-vote"),
     path("battles/<str:battle_id>/stream", api.battle_stream, name="battle-stream"),
+    path("battles/<str:battle_id>/turns/<int:index>/image", api.battle_image, name="battle-image"),
     path("", include("leaderboard.urls")),
     path("staff/", include("leaderboard.urls_export")),
     path("healthz", views.healthz, name="healthz"),

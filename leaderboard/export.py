@@ -26,9 +26,9 @@ import orjson
 import pyarrow as pa
 from django.conf import settings
 from django.db import connections
-from django.db.models import BooleanField, Case, Q, QuerySet, Value, When
+from django.db.models import BooleanField, Case, OuterRef, Q, QuerySet, Subquery, Value, When
 
-from arena.models import ArenaModel, Vote
+from arena.models import ArenaModel, PromptImage, Turn, Vote
 from leaderboard import datacard
 from leaderboard.battles import category_filter, valid_votes
 from leaderboard.categories import Category
@@ -43,9 +43,12 @@ from leaderboard.formats.records import (
     stable_fraction,
 )
 from leaderboard.formats.trl import DPO, REWARD
+from leaderboard.formats.vision import VISION_ARENA, image_path
 from leaderboard.shards import ShardWriter, shards_finalise
 
-FORMATS: dict[str, RecordFormat] = {f.name: f for f in (ARENA, DPO, REWARD, KTO, PAIRWISE)}
+FORMATS: dict[str, RecordFormat] = {
+    f.name: f for f in (ARENA, DPO, REWARD, KTO, PAIRWISE, VISION_ARENA)
+}
 FILE_FORMATS = ("jsonl", "parquet")
 CHUNK_SIZE = 2000
 # Below this many votes per process, a second process costs more than it saves.
@@ -61,6 +64,7 @@ _VALUES = (
     "created_at", "simulated",
 )  # fmt: skip
 
+_IMAGE_VALUES = ("image_sha256", "image_mime")
 _JSON_FIELDS = ("conversation_a", "conversation_b", "style_a", "style_b")
 
 Progress = Callable[[int, int], None]
@@ -246,6 +250,8 @@ def preferences_export(
     out = Path(output)
     categories = configured_categories()
     queryset = export_queryset(filters, categories)
+    if fmt == VISION_ARENA.name:
+        queryset = images_annotate(queryset)
     _prepare_folder(out, overwrite)
     result = ExportResult(output=out, fmt=fmt, file_format=file_format)
     total = queryset.count()
@@ -268,6 +274,7 @@ def preferences_export(
         folder=out / "data",
         file_format=file_format,
         shard_size=shard_size,
+        values=_VALUES + _IMAGE_VALUES if fmt == VISION_ARENA.name else _VALUES,
     )
     workers = result.workers = max(1, min(workers, total // PART_MIN_VOTES))
     if workers == 1:
@@ -292,6 +299,8 @@ def preferences_export(
             + (f", all skipped ({skipped})" if skipped else "")
         )
     result.files = [str(p.relative_to(out)) for p in files]
+    if fmt == VISION_ARENA.name:
+        images_write(queryset, out)
     result.splits = {split: result.splits[split] for split in sorted(result.splits)[::-1]}
     result.records = sum(result.splits.values())
     result.seconds = time.monotonic() - started
@@ -327,11 +336,33 @@ def _prepare_folder(out: Path, overwrite: bool) -> None:
     data.mkdir(parents=True, exist_ok=True)
 
 
+def images_annotate(queryset: QuerySet[Vote]) -> QuerySet[Vote]:
+    """The votes with their battle's first-turn image (the vision-arena format's only extra)."""
+    first = Turn.objects.filter(battle_id=OuterRef("battle_id"), index=0)
+    return queryset.annotate(
+        image_sha256=Subquery(first.values("image__sha256")[:1]),
+        image_mime=Subquery(first.values("image__mime")[:1]),
+    )
+
+
+def images_write(queryset: QuerySet[Vote], out: Path) -> None:
+    """Each image of the exported battles once, as images/<sha256>.<ext> (FastChat's vision logs
+    also keep images as hash-named files beside the log)."""
+    folder = out / "images"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    wanted = queryset.filter(image_sha256__isnull=False).values("image_sha256")
+    for image in PromptImage.objects.filter(sha256__in=wanted).iterator():
+        (out / image_path(image.sha256, image.mime)).write_bytes(bytes(image.data))
+
+
 def _rows(
     queryset: QuerySet[Vote],
     tag_names: list[str],
     names: dict[int, str],
     advance: Callable[[int], None],
+    values: tuple[str, ...] = (),
 ) -> Iterator[dict[str, Any]]:
     """Vote rows as the formats expect them (see :mod:`leaderboard.formats.records`).
 
@@ -341,15 +372,16 @@ def _rows(
     ``advance(n)`` is called after each chunk of ``n`` rows.
     """
     tag_fields = [f"tag_{i}" for i in range(len(tag_names))]
-    values = queryset.values_list(*_VALUES, *tag_fields)
-    n_values = len(_VALUES)
-    sql, params = values.query.get_compiler(using=values.db).as_sql()
-    with connections[values.db].chunked_cursor() as cursor:
+    fields = values or _VALUES
+    rows = queryset.values_list(*fields, *tag_fields)
+    n_values = len(fields)
+    sql, params = rows.query.get_compiler(using=rows.db).as_sql()
+    with connections[rows.db].chunked_cursor() as cursor:
         cursor.execute(sql, params)
         while chunk := cursor.fetchmany(CHUNK_SIZE):
             for raw in chunk:
                 # The tag columns follow the named ones and are read by position.
-                row = dict(zip(_VALUES, raw, strict=False))
+                row = dict(zip(fields, raw, strict=False))
                 for key in _JSON_FIELDS:
                     if isinstance(row[key], str | bytes):
                         row[key] = orjson.loads(row[key])
@@ -376,6 +408,8 @@ class _Job:
     folder: Path
     file_format: str
     shard_size: int
+    # The vote fields each row carries: _VALUES, plus the image's for the vision-arena format.
+    values: tuple[str, ...] = ()
 
 
 @dataclass
@@ -396,7 +430,7 @@ def _part_export(
     writer = ShardWriter(job.folder, job.schema, job.file_format, job.shard_size, part=part)
     result = _Part()
     try:
-        for row in _rows(queryset, job.tag_names, job.names, advance):
+        for row in _rows(queryset, job.tag_names, job.names, advance, job.values):
             result.rows += 1
             if row["id"] in job.dropped:
                 continue

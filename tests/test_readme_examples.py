@@ -44,15 +44,20 @@ def sh_blocks(text: str) -> list[str]:
 
 
 @pytest.fixture
-def demo_models(tiny_model_dir: Path) -> Iterator[list[str]]:
-    """The demo's registry (`models.toml`) as rows, each model a tiny local one, and a worker
-    for their queues."""
+def demo_models(tiny_model_dir: Path, tmp_path: Path) -> Iterator[list[str]]:
+    """The demo's registry (`models.toml`) as rows, each model a tiny local one (a tiny
+    vision-language one for `vision = true`), and a worker for their queues."""
+    from workers.tiny_vision import build_tiny_vision_model
+
+    vision_dir = build_tiny_vision_model(tmp_path / "tiny-vlm", seed=3)
     names = []
     for entry in registry_load(ROOT / "models.toml"):
-        options = {**entry.options, "path": str(tiny_model_dir), "sampling": {"max_tokens": 24}}
+        path = vision_dir if entry.vision else tiny_model_dir
+        options = {**entry.options, "path": str(path), "sampling": {"max_tokens": 24}}
         ArenaModel.objects.create(
             name=entry.name, display_name=entry.display_name, organization=entry.organization,
             license=entry.license, backend="local", options=options, enabled=entry.enabled,
+            vision=entry.vision,
         )  # fmt: skip
         names.append(entry.name)
     queues = ["celery", *(f"model.{name}" for name in names)]

@@ -411,7 +411,7 @@ def _build_into(
     held_out: Sequence[Pair],
 ) -> dict[str, Any]:
     """Build the model into `folder`; returns the build report kept in its marker."""
-    tokenizer = _train_tokenizer(corpus, vocab_size)
+    tokenizer = train_tokenizer(corpus, vocab_size)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in (BOS, EOS, PAD)}
     config_class, model_class, extra = ARCHITECTURES[architecture]
     config = config_class(
@@ -453,7 +453,7 @@ def _build_into(
     return report
 
 
-def _train_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
+def train_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()

@@ -11,6 +11,8 @@
   const Markdown = window.ArenaMarkdown;
   const form = document.getElementById("prompt-form");
   const promptBox = document.getElementById("prompt");
+  const imageInput = document.getElementById("image");
+  const imageClear = document.getElementById("image-clear");
   const sendButton = document.getElementById("send");
   const regenerateButton = document.getElementById("regenerate");
   const notice = document.getElementById("notice");
@@ -103,6 +105,8 @@
     outcome.hidden = !(next === "voted" || next === "failed");
     if (PLACEHOLDER[next]) promptBox.placeholder = PLACEHOLDER[next];
     SIDES.forEach((side) => panes[side].setAttribute("aria-busy", String(busy)));
+    // An image goes with a battle's first prompt only.
+    if (imageInput) imageInput.disabled = !(next === "idle" || next === "voted" || next === "failed");
   }
 
   function setSideState(side, state, label) {
@@ -139,7 +143,7 @@
     });
   }
 
-  function turnAdd(prompt, answers) {
+  function turnAdd(prompt, answers, imageUrl) {
     SIDES.forEach((side) => {
       const box = conversation(side);
       const placeholder = box.querySelector(".placeholder");
@@ -147,6 +151,14 @@
       const user = document.createElement("div");
       user.className = "message user";
       user.textContent = prompt; // the visitor's own words, shown as typed
+      if (imageUrl) {
+        // The battle's own URL, served to this session only: it names no model.
+        const img = document.createElement("img");
+        img.className = "prompt-image";
+        img.src = imageUrl;
+        img.alt = "Your image";
+        user.prepend(img);
+      }
       const answer = document.createElement("div");
       answer.className = "message assistant markdown";
       box.append(user, answer);
@@ -367,9 +379,14 @@
     warn("");
     say(fresh ? "Starting a new battle…" : "Sending your follow-up…");
     sentAt = performance.now();
+    let imageUrl = null;
     try {
       if (fresh) {
-        const state = await api("POST", "/battles", { prompt: prompt });
+        const body = { prompt: prompt };
+        const file = imageInput && imageInput.files && imageInput.files[0];
+        if (file) body.image = await fileDataUrl(file);
+        const state = await api("POST", "/battles", body);
+        imageUrl = state.turns && state.turns[0] && state.turns[0].image_url;
         battleId = state.id;
         sessionStorage.setItem(STORE_KEY, battleId);
       } else {
@@ -382,13 +399,32 @@
       return;
     }
     promptBox.value = "";
-    if (fresh) panesClear();
-    turnAdd(prompt);
+    if (fresh) { panesClear(); imageReset(); }
+    turnAdd(prompt, undefined, imageUrl);
     generatingShow();
     lastEventId = null;
     setPhase("streaming");
     say("Both models are answering…");
     streamOpen();
+  }
+
+  function fileDataUrl(file) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(new Error("The image could not be read."));
+      reader.readAsDataURL(file);
+    });
+  }
+
+  function imageReset() {
+    if (imageInput) imageInput.value = "";
+    if (imageClear) imageClear.hidden = true;
+  }
+
+  if (imageInput) {
+    imageInput.addEventListener("change", () => { imageClear.hidden = !imageInput.files.length; });
+    imageClear.addEventListener("click", imageReset);
   }
 
   async function regenerate() {
@@ -551,7 +587,7 @@
     const last = state.turns[state.turns.length - 1];
     state.turns.forEach((turn) => {
       const answers = { a: (turn.a && turn.a.text) || "", b: (turn.b && turn.b.text) || "" };
-      turnAdd(turn.prompt, answers);
+      turnAdd(turn.prompt, answers, turn.image_url);
     });
     const statuses = SIDES.map((side) => (last[side] && last[side].status) || "queued");
     if (state.voted && state.vote) {

@@ -106,9 +106,10 @@ def test_demo_model_paths_follow_the_data_folder(tmp_path: Path) -> None:
     """ARENA_DATA_DIR=/some/folder make demo: the models are built there and models.toml finds
     them there (it pointed at data/models/ before, and every answer failed)."""
     from workers.tiny_models import build_demo_models
+    from workers.tiny_vision import build_demo_vision_models
 
     data = tmp_path / "elsewhere"
-    built = {m.name: m.path for m in build_demo_models(data)}
+    built = {m.name: m.path for m in build_demo_models(data) + build_demo_vision_models(data)}
     with override_settings(DATA_DIR=data):
         entries = registry_load(ROOT / "models.toml")
     local = {e.name: Path(e.options["path"]) for e in entries if e.backend == "local"}

@@ -480,3 +480,43 @@ def test_a_server_error_fails_the_response_with_the_servers_message(
     response.refresh_from_db()
     assert response.status == ResponseStatus.FAILED
     assert "max_tokens=100000 cannot be greater than max_model_len=512" in response.error
+
+
+def test_a_vision_battle_sends_the_image_as_an_image_url_part(
+    replay: ReplayServer, openai_cast: dict[str, ArenaModel]
+) -> None:
+    """The body vLLM gets for a multimodal model: the text part, then the stored (re-encoded)
+    image as a data: URL in an `image_url` part; the captured stream is read as for text."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from arena.models import PromptImage
+
+    streams.redis_client().flushdb()
+    ArenaModel.objects.update(vision=True)
+    upload = io.BytesIO()
+    Image.new("RGB", (8, 6), (0, 128, 255)).save(upload, format="PNG")
+    battle = services.battle_create(
+        visitor_id="v", prompt="What colour is it?", image=upload.getvalue()
+    )
+    stored = PromptImage.objects.get()
+    for response in Response.objects.filter(turn__battle=battle):
+        assert generation_run(response_id=response.id) is True
+        response.refresh_from_db()
+        assert response.status == ResponseStatus.DONE, response.error
+        assert response.text == capture_load("chat_stream_usage").content()
+    url = "data:image/png;base64," + base64.b64encode(bytes(stored.data)).decode()
+    for request in replay.requests:
+        assert request.json()["messages"] == [
+            {"role": "system", "content": "Be brief."},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What colour is it?"},
+                    {"type": "image_url", "image_url": {"url": url}},
+                ],
+            },
+        ]
+    assert len(replay.requests) == 2

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 
 class Message(TypedDict):
     role: str  # "system" | "user" | "assistant"
     content: str
+    # A user message's attached images as data: URLs (data:image/png;base64,...), in the order
+    # shown; only backends of models whose registry entry says `vision = true` get any.
+    images: NotRequired[list[str]]
 
 
 @dataclass(frozen=True)

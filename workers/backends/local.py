@@ -12,6 +12,9 @@ new token, the wait for the model included, before the answer is given up; defau
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 import secrets
 import threading
@@ -25,6 +28,8 @@ from typing import Any
 import torch
 from transformers import (
     AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoProcessor,
     AutoTokenizer,
     LogitsProcessor,
     LogitsProcessorList,
@@ -61,6 +66,32 @@ class LoadedModel:
     # the same cores, and a shared module is simplest to reason about when it runs alone.
     # Serving many users at once is vLLM's job (continuous batching).
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # A vision-language model's processor (images to pixel values, image tokens expanded).
+    processor: Any = None
+
+    def encode(self, messages: Sequence[Message]) -> tuple[list[int], dict[str, Any]]:
+        """The prompt's token ids and the model's other inputs (a vision model's pixels)."""
+        if self.processor is None:
+            if any(m.get("images") for m in messages):
+                raise BackendError("this model does not take images", fault=FAULT_OURS)
+            return self.encode_chat(messages), {}
+        pictures = [_image_open(url) for m in messages for url in m.get("images", [])]
+        chat = [
+            {
+                "role": m["role"],
+                "content": [
+                    *({"type": "image"} for _ in m.get("images", [])),
+                    {"type": "text", "text": m["content"]},
+                ],
+            }
+            for m in messages
+        ]
+        text = self.processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        batch = self.processor(
+            text=text, images=pictures or None, return_tensors="pt", add_special_tokens=False
+        )
+        extra = {k: v for k, v in batch.items() if k not in ("input_ids", "attention_mask")}
+        return list(batch["input_ids"][0].tolist()), extra
 
     def encode_chat(self, messages: Sequence[Message]) -> list[int]:
         # Render then encode, rather than tokenize=True: transformers 5 returns a BatchEncoding
@@ -103,9 +134,15 @@ def _load(path: Path, *, device: str, dtype: str | None) -> LoadedModel:
         if not isinstance(torch_dtype, torch.dtype):
             raise BackendError(f"unknown dtype {dtype!r} for the local backend", fault=FAULT_OURS)
         kwargs["dtype"] = torch_dtype
+    processor = None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
+        if _is_vision(path):
+            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+            tokenizer = processor.tokenizer
+            model = AutoModelForImageTextToText.from_pretrained(path, **kwargs).to(device).eval()
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
     except (OSError, ValueError, RuntimeError) as exc:
         raise BackendError(f"cannot load the model in {path}: {exc}") from exc
     if tokenizer.chat_template is None:
@@ -125,8 +162,29 @@ def _load(path: Path, *, device: str, dtype: str | None) -> LoadedModel:
         tokenizer=tokenizer,
         eos_ids=eos_ids,
         pad_id=pad_id,
-        max_positions=getattr(model.config, "max_position_embeddings", None),
+        max_positions=getattr(model.config.get_text_config(), "max_position_embeddings", None),
+        processor=processor,
     )
+
+
+def _is_vision(path: Path) -> bool:
+    """A vision-language model folder: its config has a vision tower."""
+    try:
+        return "vision_config" in json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def _image_open(url: str) -> Any:
+    """The picture of a data: URL (as arena.images stored it, so already checked)."""
+    from PIL import Image
+
+    _, _, payload = url.partition(",")
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(payload)))
+        return image.convert("RGB")
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"cannot read the prompt's image: {exc}", fault=FAULT_OURS) from exc
 
 
 class LocalBackend:
@@ -170,7 +228,7 @@ class _Generation:
         self.loaded = loaded
         self.params = params
         self.idle_timeout = idle_timeout
-        self.prompt_ids = loaded.encode_chat(messages)
+        self.prompt_ids, self.model_inputs = loaded.encode(messages)
         self.max_new_tokens = params.max_tokens
         if loaded.max_positions is not None:
             room = loaded.max_positions - len(self.prompt_ids)
@@ -282,6 +340,7 @@ class _Generation:
                 _StopOnStrings(loaded.tokenizer, self.stop, len(self.prompt_ids), self.stop_hit)
             )
         return {
+            **{k: v.to(device) for k, v in self.model_inputs.items()},
             "input_ids": input_ids,
             "attention_mask": torch.ones_like(input_ids),
             "max_new_tokens": self.max_new_tokens,

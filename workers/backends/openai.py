@@ -161,7 +161,7 @@ class OpenAIBackend:
             )
         body: dict[str, Any] = {
             "model": self.served_model_name,
-            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "messages": [message_json(m) for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
             "temperature": params.temperature,
@@ -336,6 +336,18 @@ class _StreamState:
             ),
             finish_reason=self.finish_reason,
         )
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """One chat message as OpenAI's API takes it. With images, the content is a list of parts,
+    the text first and then one `image_url` part per image (a data: URL), which is what vLLM
+    serves multimodal models with."""
+    images = message.get("images")
+    if not images:
+        return {"role": message["role"], "content": message["content"]}
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message["content"]}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+    return {"role": message["role"], "content": parts}
 
 
 def sse_data(lines: Iterator[str]) -> Iterator[str]:

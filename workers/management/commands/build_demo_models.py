@@ -12,16 +12,18 @@ class Command(BaseCommand):
     help = (
         "Build the tiny demo chat models under ARENA_DATA_DIR/models (tokenizers and a few "
         "seconds of training on the corpus in workers/demo_corpus; nothing is downloaded; a "
-        "model already built with the same recipe is kept), then load models.toml with "
+        "model already built with the same recipe is kept) and two tiny vision-language "
+        "models (random weights), then load models.toml with "
         "sync_models."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Imported here: torch and transformers are needed by this command only.
         from workers.tiny_models import build_demo_models
+        from workers.tiny_vision import build_demo_vision_models
 
         started = time.monotonic()
-        built = build_demo_models(settings.DATA_DIR)
+        built = build_demo_models(settings.DATA_DIR) + build_demo_vision_models(settings.DATA_DIR)
         for model in built:
             how = (
                 "cached (same recipe)"
