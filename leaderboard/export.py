@@ -89,7 +89,8 @@ class ExportFilters:
         lines = [
             "all votes, including those excluded from the leaderboard"
             if self.include_invalid
-            else "valid votes only (those the leaderboard counts)"
+            else "valid votes only (those the leaderboard counts, and the side-by-side votes "
+            "cast with the names shown, marked anony: false)"
         ]
         if self.exclude_moderated:
             lines.append(f"votes whose exclusion reason starts with '{MODERATED_PREFIX}' removed")
@@ -137,7 +138,7 @@ def export_queryset(filters: ExportFilters, categories: Sequence[Category]) -> Q
             is_english=Case(english, default=Value(False), output_field=BooleanField())
         )
     else:
-        qs = valid_votes()
+        qs = valid_votes(include_named=True)
     if filters.exclude_moderated:
         qs = qs.exclude(invalid_reason__istartswith=MODERATED_PREFIX)
     if filters.since:
