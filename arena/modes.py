@@ -38,6 +38,7 @@ from arena.models import (
     Side,
     Turn,
 )
+from workers.backends.base import Message
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def battle_named_create(
             if not others:
                 raise Unavailable("No other model can be chosen at random now.")
             picked[side] = others[int((rng or np.random.default_rng()).integers(len(others)))]
-    message = [{"role": "user", "content": prompt}]
+    message: list[Message] = [{"role": "user", "content": prompt}]
     services._context_check([(picked["a"], message), (picked["b"], message)])
     with transaction.atomic():
         battle = Battle.objects.create(
@@ -129,9 +130,12 @@ def battle_named_create(
 
 def chat_get(*, chat_id: str, visitor_id: str) -> Battle:
     """The chat, if it exists and belongs to this visitor (404 for another's: a chat is private)."""
+    # No stored id holds a NUL, and PostgreSQL refuses one in a query (an error, not a miss).
     chat = (
-        Battle.objects.select_related("model_a")
-        .filter(id=chat_id.replace("\x00", ""), mode=BattleMode.CHAT)
+        None
+        if "\x00" in chat_id
+        else Battle.objects.select_related("model_a")
+        .filter(id=chat_id, mode=BattleMode.CHAT)
         .first()
     )
     if chat is None or chat.visitor_id != visitor_id:

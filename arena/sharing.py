@@ -39,9 +39,11 @@ def battle_share(*, battle: Battle, visitor_id: str) -> str:
 
 def shared_battle_get(*, share_id: str) -> Battle:
     """The shared battle; NotFound unless it has this link, a vote, and no revocation."""
+    if "\x00" in share_id:  # PostgreSQL refuses a NUL in a query; no link holds one
+        raise NotFound("There is no shared battle at this address.")
     battle = (
         Battle.objects.select_related("model_a", "model_b", "vote")
-        .filter(share_id=share_id.replace("\x00", ""), share_revoked=False, vote__isnull=False)
+        .filter(share_id=share_id, share_revoked=False, vote__isnull=False)
         .first()
     )
     if battle is None:

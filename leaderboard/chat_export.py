@@ -30,7 +30,7 @@ def chat_feedback_records(
         .select_related("response__turn__battle", "response__model")
         .order_by("id")
     )
-    histories: dict[str, list[dict[str, str]]] = {}
+    histories: dict[str, list[Any]] = {}  # each chat's messages (arena's Message dicts)
     for feedback in labels.iterator(chunk_size=500):
         response = feedback.response
         turn = response.turn
@@ -42,7 +42,7 @@ def chat_feedback_records(
         if flagged and not include_moderated:
             continue
         if chat.id not in histories:
-            histories[chat.id] = [dict(m) for m in battle_conversation(chat, Side.A)]
+            histories[chat.id] = battle_conversation(chat, Side.A)
         before = histories[chat.id][: 2 * turn.index]
         yield {
             "prompt": [*before, {"role": "user", "content": turn.prompt}],
