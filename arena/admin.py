@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
-from arena.models import ArenaModel, Battle, Response, Turn, Vote
+from arena.models import AnswerFeedback, ArenaModel, Battle, Response, Turn, Vote
 
 
 @admin.register(ArenaModel)
@@ -32,12 +34,31 @@ class TurnInline(admin.TabularInline):
     readonly_fields = fields
 
 
+@admin.action(description="Revoke the share links of the selected battles")
+def revoke_share_links(
+    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> None:
+    revoked = queryset.filter(share_revoked=False).update(share_revoked=True)
+    model_admin.message_user(request, f"{revoked} share links revoked; their pages now answer 404.")
+
+
 @admin.register(Battle)
 class BattleAdmin(admin.ModelAdmin):
-    list_display = ["id", "model_a", "model_b", "created_at"]
+    list_display = ["id", "mode", "model_a", "model_b", "share_id", "share_revoked", "created_at"]
+    list_filter = ["mode", "share_revoked"]
     list_select_related = ["model_a", "model_b"]
-    readonly_fields = ["id", "model_a", "model_b", "visitor_id", "ip_hash", "created_at"]
+    readonly_fields = [
+        "id", "mode", "model_a", "model_b", "visitor_id", "ip_hash", "created_at", "share_id"
+    ]  # fmt: skip
+    actions = [revoke_share_links]
     inlines = [TurnInline]
+
+
+@admin.register(AnswerFeedback)
+class AnswerFeedbackAdmin(admin.ModelAdmin):
+    list_display = ["id", "response", "label", "created_at", "updated_at"]
+    list_filter = ["label"]
+    readonly_fields = [f.name for f in AnswerFeedback._meta.fields]
 
 
 @admin.register(Response)

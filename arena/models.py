@@ -73,8 +73,18 @@ class Side(models.TextChoices):
     B = "b", "Model B"
 
 
+class BattleMode(models.TextChoices):
+    BLIND = "blind", "Blind battle: names revealed after the vote"
+    NAMED = "named", "Side by side with models the visitor chose: names shown from the start"
+    CHAT = "chat", "Direct chat with one model (side A only; model_b repeats model_a)"
+
+
 class Battle(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_battle_id, editable=False)
+    # Only a blind battle's vote is anonymous (Vote.anony) and may count on the leaderboard.
+    mode = models.CharField(
+        max_length=10, choices=BattleMode.choices, default=BattleMode.BLIND, db_index=True
+    )
     model_a = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="+")
     model_b = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="+")
     # Pseudonymous: a keyed hash of the visitor's session token, never the raw session key.
@@ -88,12 +98,20 @@ class Battle(models.Model):
     moderation = models.JSONField(default=list, blank=True)
     # Made up by `manage.py seed_votes` to fill a demo, never played by a person.
     simulated = models.BooleanField(default=False)
+    # The read-only page of the finished battle (arena/sharing.py): set by the visitor after the
+    # vote, at least 128 random bits; staff revoke it (the admin's action), and it stays dead.
+    share_id = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    share_revoked = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def anony(self) -> bool:
+        return self.mode == BattleMode.BLIND
 
     def model_for(self, side: str) -> ArenaModel:
         return self.model_a if side == Side.A else self.model_b
@@ -238,6 +256,28 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"vote on {self.battle_id}: {self.outcome}"
+
+
+class Feedback(models.TextChoices):
+    UP = "up", "Good answer"
+    DOWN = "down", "Bad answer"
+    FLAG = "flag", "Harmful or inappropriate"
+
+
+class AnswerFeedback(models.Model):
+    """A visitor's label on one answer of a direct chat: one per answer, the last one wins."""
+
+    response = models.OneToOneField(Response, on_delete=models.CASCADE, related_name="feedback")
+    label = models.CharField(max_length=8, choices=Feedback.choices)
+    visitor_id = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.label} on response {self.response_id}"
 
 
 class SamplingPolicy(models.TextChoices):

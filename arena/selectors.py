@@ -9,6 +9,7 @@ from arena.images import image_data_url
 from arena.models import (
     ArenaModel,
     Battle,
+    BattleMode,
     PromptImage,
     Response,
     ResponseStatus,
@@ -24,7 +25,13 @@ def battle_get(*, battle_id: str, visitor_id: str) -> Battle:
     # No stored id holds a NUL, and PostgreSQL refuses one in a query (an error, not a miss).
     if "\x00" in battle_id:
         raise NotFound(f"No battle with id {battle_id!r}.")
-    battle = Battle.objects.select_related("model_a", "model_b").filter(id=battle_id).first()
+    battle = (
+        Battle.objects.select_related("model_a", "model_b")
+        .filter(id=battle_id)
+        # A direct chat has one side: the two-sided endpoints must not see it (arena/chat.py).
+        .exclude(mode=BattleMode.CHAT)
+        .first()
+    )
     if battle is None:
         raise NotFound(f"No battle with id {battle_id!r}.")
     if battle.visitor_id != visitor_id:
@@ -146,6 +153,11 @@ def battle_state(battle: Battle) -> dict[str, Any]:
     }
     if vote is not None:
         state["vote"] = vote_public(vote)
+    if not battle.anony:
+        # Side by side with chosen models: the visitor picked the names, they show from the start.
+        state["mode"] = battle.mode
+        state["model_a"] = model_public(battle.model_a)
+        state["model_b"] = model_public(battle.model_b)
     return state
 
 
@@ -160,10 +172,12 @@ def vote_public(vote: Vote) -> dict[str, Any]:
                 "latency_ms": response.latency_ms,
                 "completion_tokens": response.completion_tokens,
             }
+    # A named vote is stored valid, but the anonymous leaderboard never counts it.
+    named = "names were shown: side-by-side votes are kept apart from the anonymous leaderboard"
     return {
         "outcome": vote.outcome,
-        "counted": vote.is_valid,
-        "reason": vote.invalid_reason,
+        "counted": vote.is_valid and vote.anony,
+        "reason": vote.invalid_reason or ("" if vote.anony else named),
         "model_a": model_public(vote.model_a),
         "model_b": model_public(vote.model_b),
         "timing": timing,

@@ -318,6 +318,8 @@ def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:
                 ),
                 is_valid=invalid_reason is None,
                 invalid_reason=invalid_reason or "",
+                # False for a side-by-side battle with chosen models (arena/modes.py).
+                anony=battle.anony,
             )
         except IntegrityError:
             raise Conflict("This battle already has a vote.") from None

@@ -19,6 +19,9 @@ from django.views.decorators.http import require_GET
 from arena import metrics, readiness, selectors
 from arena.visitors import client_address, visitor_id
 
+# Paths of the JSON API: their errors answer in JSON, not as a page.
+JSON_PATHS = ("/battles", "/chats", "/side-by-side/")
+
 
 def site_context(request: HttpRequest) -> dict[str, Any]:
     return {"demo_models": selectors.demo_models_enabled()}
@@ -41,21 +44,21 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
         "The CSRF check failed: load the arena page (GET /) first, then send its csrftoken "
         "cookie back in the X-CSRFToken header."
     )
-    if request.path.startswith("/battles") or "json" in request.headers.get("Accept", ""):
+    if request.path.startswith(JSON_PATHS) or "json" in request.headers.get("Accept", ""):
         return JsonResponse({"error": message}, status=403)
     return render(request, "error.html", {"status": 403, "message": message}, status=403)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     message = "There is nothing at this address."
-    if request.path.startswith("/battles"):
+    if request.path.startswith(JSON_PATHS):
         return JsonResponse({"error": message}, status=404)
     return render(request, "error.html", {"status": 404, "message": message}, status=404)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     message = "Something went wrong on our side; it has been logged."
-    if request.path.startswith("/battles"):
+    if request.path.startswith(JSON_PATHS):
         return JsonResponse({"error": message}, status=500)
     return render(request, "error.html", {"status": 500, "message": message}, status=500)
 

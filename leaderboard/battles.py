@@ -44,18 +44,19 @@ def excluded_voters() -> QuerySet[VoterFlag]:
     return VoterFlag.objects.filter(excluded=True).values("voter")
 
 
-def valid_votes() -> QuerySet[Vote]:
-    """The votes that count, with the derived columns categories filter on: valid, and not cast
-    by an excluded voter."""
-    return (
-        Vote.objects.filter(is_valid=True)
-        .exclude(visitor_id__in=excluded_voters())
-        .annotate(
-            is_english=Case(
-                When(language="en", then=Value(True)),
-                default=Value(False),
-                output_field=BooleanField(),
-            )
+def valid_votes(*, include_named: bool = False) -> QuerySet[Vote]:
+    """The votes that count, with the derived columns categories filter on: valid, blind (a
+    named vote cast here, `anony=False`, never counts; an imported log's votes keep the
+    import's choice) and not cast by an excluded voter. `include_named`: with the named votes
+    cast here too (the exports, which label them ``anony: false``)."""
+    votes = Vote.objects.filter(is_valid=True)
+    if not include_named:
+        votes = votes.exclude(anony=False, source="arena")
+    return votes.exclude(visitor_id__in=excluded_voters()).annotate(
+        is_english=Case(
+            When(language="en", then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
         )
     )
 

@@ -95,7 +95,8 @@ class ExportFilters:
         lines = [
             "all votes, including those excluded from the leaderboard"
             if self.include_invalid
-            else "valid votes only (those the leaderboard counts)"
+            else "valid votes only (those the leaderboard counts, and the side-by-side votes "
+            "cast with the names shown, marked anony: false)"
         ]
         lines.append(
             "simulated votes (seed_votes) included, marked simulated: true"
@@ -148,7 +149,7 @@ def export_queryset(filters: ExportFilters, categories: Sequence[Category]) -> Q
             is_english=Case(english, default=Value(False), output_field=BooleanField())
         )
     else:
-        qs = valid_votes()
+        qs = valid_votes(include_named=True)
     if not filters.include_simulated:
         qs = qs.filter(simulated=False)
     if filters.exclude_moderated:

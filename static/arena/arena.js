@@ -26,7 +26,11 @@
   const SIDES = ["a", "b"];
   const LABEL = { a: "Model A", b: "Model B" };
   const SHORTCUTS = { "1": "a", "2": "b", "3": "tie", "4": "both_bad" };
-  const STORE_KEY = "arena.battle";
+  // "named": side by side with models the visitor chose (/side-by-side), names shown throughout.
+  const named = root.dataset.mode === "named";
+  const STORE_KEY = named ? "arena.named" : "arena.battle";
+  const shareButton = root.querySelector("[data-share]");
+  const shareLink = root.querySelector("[data-share-link]");
   const PLACEHOLDER = {
     idle: "Ask both models anything",
     ready: "Send a follow-up to both models, or vote",
@@ -382,12 +386,22 @@
     let imageUrl = null;
     try {
       if (fresh) {
-        const body = { prompt: prompt };
-        const file = imageInput && imageInput.files && imageInput.files[0];
-        if (file) body.image = await fileDataUrl(file);
-        const state = await api("POST", "/battles", body);
-        imageUrl = state.turns && state.turns[0] && state.turns[0].image_url;
+        let state;
+        if (named) {
+          state = await api("POST", "/side-by-side/battles", {
+            prompt: prompt,
+            model_a: document.getElementById("model-a").value,
+            model_b: document.getElementById("model-b").value,
+          });
+        } else {
+          const body = { prompt: prompt };
+          const file = imageInput && imageInput.files && imageInput.files[0];
+          if (file) body.image = await fileDataUrl(file);
+          state = await api("POST", "/battles", body);
+          imageUrl = state.turns && state.turns[0] && state.turns[0].image_url;
+        }
         battleId = state.id;
+        namesShow(state);
         sessionStorage.setItem(STORE_KEY, battleId);
       } else {
         await api("POST", "/battles/" + encodeURIComponent(battleId) + "/turns", { prompt: prompt });
@@ -445,6 +459,32 @@
     setPhase("streaming");
     say("Both answers are being regenerated…");
     streamOpen();
+  }
+
+  // A named battle's models are known from the start: their names head the panes.
+  function namesShow(state) {
+    SIDES.forEach((side) => {
+      const model = state["model_" + side];
+      const title = panes[side].querySelector(".pane-head h2");
+      title.textContent = model ? (model.display_name || model.name) : LABEL[side];
+    });
+  }
+
+  async function share() {
+    shareButton.disabled = true;
+    try {
+      const reply = await api("POST", "/battles/" + encodeURIComponent(battleId) + "/share");
+      shareLink.textContent = "";
+      const link = document.createElement("a");
+      link.href = reply.share_url;
+      link.textContent = reply.share_url;
+      link.setAttribute("data-share-url", "");
+      shareLink.append("Read-only link: ", link);
+      shareLink.hidden = false;
+    } catch (error) {
+      refusalShow(error);
+      shareButton.disabled = false;
+    }
   }
 
   function seconds(ms) {
@@ -555,6 +595,7 @@
     streamClose();
     battleId = null;
     lastEventId = null;
+    if (shareButton) { shareButton.disabled = false; shareLink.hidden = true; }
     reconnect = { timer: 0, attempts: 0, lost: false };
     root.classList.remove("reconnecting");
     sessionStorage.removeItem(STORE_KEY);
@@ -584,6 +625,7 @@
     if (!state.turns || !state.turns.length) return;
     battleId = state.id;
     panesClear();
+    namesShow(state);
     const last = state.turns[state.turns.length - 1];
     state.turns.forEach((turn) => {
       const answers = { a: (turn.a && turn.a.text) || "", b: (turn.b && turn.b.text) || "" };
@@ -633,6 +675,7 @@
     }
   });
   regenerateButton.addEventListener("click", regenerate);
+  if (shareButton) shareButton.addEventListener("click", share);
   root.querySelectorAll("[data-new-round]").forEach((b) => b.addEventListener("click", newRound));
   // An example goes into the prompt box to be edited or sent as it is: it is not sent at once.
   root.querySelectorAll("[data-example]").forEach((b) => b.addEventListener("click", () => {
