@@ -203,9 +203,9 @@ def prompt_vectors_compute(*, votes: QuerySet[Vote], every: bool = False) -> tup
     if method() == "local":
         if len(prompts) < 2:
             return 0, ""
-        encoder = LocalEncoder.fit(prompts)
+        encoder, vectors = LocalEncoder.fit_transform(prompts)
         version = f"local:{encoder.version()}"
-        prompt_vectors_store(ids, encoder.transform(prompts), method="local", version=version)
+        prompt_vectors_store(ids, vectors, method="local", version=version)
         return len(ids), version
     version = remote_version()
     if not every:

@@ -463,7 +463,7 @@ _LABELS = {"overall": "Overall", "non_english": "Non-English", "no_ties": "No ti
 
 
 def topic_labels(payload: Payload) -> dict[str, str]:
-    """"topic:<n>" -> its label (most characteristic terms), from the snapshot's topics."""
+    """ "topic:<n>" -> its label (most characteristic terms), from the snapshot's topics."""
     return {t["name"]: t["label"] for t in payload.topics.get("topics", [])}
 
 

@@ -6,10 +6,9 @@ from django.conf import settings
 
 from leaderboard.embeddings import EmbeddingsError, prompt_vector_compute
 from leaderboard.flags import voter_flags_update
+from leaderboard.signals import EMBED_PROMPT_TASK
 from leaderboard.snapshots import leaderboard_snapshot_create
 from workers import app
-
-from leaderboard.signals import EMBED_PROMPT_TASK
 
 
 @app.task(ignore_result=True)

@@ -21,7 +21,7 @@ from scipy.stats import kendalltau
 from leaderboard.conditioned import BANDWIDTH, conditioned_leaderboard, similarity_weights
 from leaderboard.intervals import anchor_weights, centre_strengths
 from leaderboard.pairs import Battles, Float, Int, aggregate_counts
-from leaderboard.ratings import compute_leaderboard, theta_to_rating
+from leaderboard.ratings import Row, compute_leaderboard, theta_to_rating
 from leaderboard.topics import LocalEncoder
 
 FILLER = ("please", "explain", "how", "write", "about", "short", "give", "me", "what", "why")
@@ -46,7 +46,9 @@ def _vocabulary(rng: np.random.Generator, size: int) -> list[str]:
 def make_prompt(rng: np.random.Generator, vocab: list[str]) -> str:
     n = int(rng.integers(6, 11))
     words = [
-        FILLER[int(rng.integers(len(FILLER)))] if rng.random() < 0.3 else vocab[int(rng.integers(len(vocab)))]
+        FILLER[int(rng.integers(len(FILLER)))]
+        if rng.random() < 0.3
+        else vocab[int(rng.integers(len(vocab)))]
         for _ in range(n)
     ]
     return " ".join(words)
@@ -83,7 +85,8 @@ def draw_outcomes(rng: np.random.Generator, design: Design) -> Int:
     s = design.strengths[design.topic]
     rows = np.arange(design.topic.size)
     p = 1 / (1 + np.exp(-(s[rows, design.model_a] - s[rows, design.model_b])))
-    return (rng.random(p.size) >= p).astype(np.int64)
+    out: Int = (rng.random(p.size) >= p).astype(np.int64)
+    return out
 
 
 @dataclass(frozen=True)
@@ -100,13 +103,18 @@ class Recovery:
     max_bias: float
 
 
-def _ratings(board_rows: tuple[object, ...], names: tuple[str, ...], attr: str) -> Float:
-    by_name = {getattr(r, "model"): getattr(r, attr) for r in board_rows}
+def _ratings(board_rows: tuple[Row, ...], names: tuple[str, ...], attr: str) -> Float:
+    by_name = {r.model: getattr(r, attr) for r in board_rows}
     return np.array([by_name[n] for n in names], dtype=np.float64)
 
 
 def recovery(
-    *, seed: int, per_topic: int, rounds: int, bandwidth: float = BANDWIDTH, min_effective: float = 50
+    *,
+    seed: int,
+    per_topic: int,
+    rounds: int,
+    bandwidth: float = BANDWIDTH,
+    min_effective: float = 50,
 ) -> Recovery:
     """Fit the encoder once on the design's prompts, then over ``rounds`` redraws of outcomes
     fit the global ranking and, for one fresh query prompt per topic, the conditioned ranking."""

@@ -68,9 +68,8 @@ def topic_snapshot(
     if method == "local":
         if len(set(prompts)) < 3:
             return TopicSnapshot(info={"method": method, "note": "fewer than 3 distinct prompts"})
-        encoder = LocalEncoder.fit(prompts, seed=seed % 2**31)
+        encoder, vectors = LocalEncoder.fit_transform(prompts, seed=seed % 2**31)
         version = f"local:{encoder.version()}"
-        vectors = encoder.transform(prompts)
     else:
         version = embeddings.remote_version()
         stored = dict(

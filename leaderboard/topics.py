@@ -37,6 +37,8 @@ MAX_WORD_FEATURES = 20_000
 MAX_CHAR_FEATURES = 20_000
 # Silhouette is quadratic in the sample; 2,000 prompts take well under a second per k.
 SILHOUETTE_SAMPLE = 2000
+# k-means runs on a sample this large; every prompt then goes to its nearest centroid.
+KMEANS_SAMPLE = 20_000
 K_RANGE = (2, 12)
 
 
@@ -73,7 +75,14 @@ class LocalEncoder:
     def fit(
         cls, prompts: Sequence[str], *, dimensions: int = DIMENSIONS, seed: int = 0
     ) -> LocalEncoder:
-        """Fit on ``prompts`` (at least 2 non-empty).
+        """Fit on ``prompts`` (see :meth:`fit_transform`)."""
+        return cls.fit_transform(prompts, dimensions=dimensions, seed=seed)[0]
+
+    @classmethod
+    def fit_transform(
+        cls, prompts: Sequence[str], *, dimensions: int = DIMENSIONS, seed: int = 0
+    ) -> tuple[LocalEncoder, Float]:
+        """Fit on ``prompts`` (at least 2) and return the encoder and their unit vectors.
 
         Raises
         ------
@@ -99,7 +108,9 @@ class LocalEncoder:
         k = max(1, min(dimensions, x.shape[1] - 1, x.shape[0] - 1))
         svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5, random_state=seed)
         svd.fit(x)
-        return cls(word, char, np.asarray(svd.components_, dtype=np.float64))
+        encoder = cls(word, char, np.asarray(svd.components_, dtype=np.float64))
+        # x @ components.T, not the SVD's own U * S: exactly what `transform` gives a query.
+        return encoder, _unit(np.asarray(x @ encoder.components.T, dtype=np.float64))
 
     def tfidf(self, prompts: Sequence[str]) -> sparse.csr_matrix:
         """The concatenated TF-IDF rows (word block first)."""
@@ -191,13 +202,14 @@ def cluster_topics(
     if n == 0 or hi < k_range[0]:
         centroid = _unit(x.mean(axis=0, keepdims=True)) if n else np.zeros((1, x.shape[1]))
         return Topics(np.zeros(n, dtype=np.int64), centroid, 1, {})
+    fit_rows = rng.choice(n, size=min(KMEANS_SAMPLE, n), replace=False)
     pick = rng.choice(n, size=min(sample, n), replace=False)
     seed = int(rng.integers(2**31))
     scores: dict[int, float] = {}
     best: tuple[float, int, Int, Float] | None = None
     for k in range(k_range[0], hi + 1):
-        km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x)
-        labels = np.asarray(km.labels_, dtype=np.int64)
+        km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(x[fit_rows])
+        labels = np.asarray(km.predict(x), dtype=np.int64)
         if np.unique(labels[pick]).size < 2:
             continue
         score = float(silhouette_score(x[pick], labels[pick], metric="cosine"))
@@ -220,7 +232,7 @@ def topic_terms(
     """Each topic's most characteristic word terms: mean TF-IDF in the topic minus the corpus's."""
     x = sparse.csr_matrix(tfidf_words)
     overall = np.asarray(x.mean(axis=0)).ravel()
-    out = []
+    out: list[list[str]] = []
     for t in range(k):
         rows = x[labels == t]
         if rows.shape[0] == 0:

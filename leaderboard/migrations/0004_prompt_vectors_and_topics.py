@@ -5,44 +5,64 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('arena', '0004_vote_prompt_key'),
-        ('leaderboard', '0003_voterflag'),
+        ("arena", "0004_vote_prompt_key"),
+        ("leaderboard", "0003_voterflag"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PromptVector',
+            name="PromptVector",
             fields=[
-                ('vote', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='prompt_vector', serialize=False, to='arena.vote')),
-                ('method', models.CharField(max_length=16)),
-                ('version', models.CharField(db_index=True, max_length=64)),
-                ('vector', models.BinaryField()),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "vote",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="prompt_vector",
+                        serialize=False,
+                        to="arena.vote",
+                    ),
+                ),
+                ("method", models.CharField(max_length=16)),
+                ("version", models.CharField(db_index=True, max_length=64)),
+                ("vector", models.BinaryField()),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.AddField(
-            model_name='leaderboardsnapshot',
-            name='topic_results',
+            model_name="leaderboardsnapshot",
+            name="topic_results",
             field=models.JSONField(default=dict),
         ),
         migrations.AddField(
-            model_name='leaderboardsnapshot',
-            name='topics',
+            model_name="leaderboardsnapshot",
+            name="topics",
             field=models.JSONField(default=dict),
         ),
         migrations.CreateModel(
-            name='PromptSpace',
+            name="PromptSpace",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('method', models.CharField(max_length=16)),
-                ('version', models.CharField(max_length=64)),
-                ('params', models.JSONField(default=dict)),
-                ('encoder', models.BinaryField(blank=True)),
-                ('battles', models.BinaryField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('snapshot', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='prompt_space', to='leaderboard.leaderboardsnapshot')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("method", models.CharField(max_length=16)),
+                ("version", models.CharField(max_length=64)),
+                ("params", models.JSONField(default=dict)),
+                ("encoder", models.BinaryField(blank=True)),
+                ("battles", models.BinaryField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "snapshot",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="prompt_space",
+                        to="leaderboard.leaderboardsnapshot",
+                    ),
+                ),
             ],
         ),
     ]

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from scipy.stats import kendalltau
 from django.core.management import call_command
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
+from scipy.stats import kendalltau
 
 from arena import streams
 from arena.models import ArenaModel, Battle, Vote
@@ -61,13 +61,27 @@ def seed_votes(per_topic: int = 120, *, seed: int = 5) -> dict[str, Any]:
             model_a=models[i], model_b=models[j], visitor_id="v",
             moderation=[{"kind": "answer", "turn": 0}] if flagged else [],
         )  # fmt: skip
-        made.append(Vote(
-            battle=battle, model_a=models[i], model_b=models[j],
-            outcome="model_a" if win else "model_b", visitor_id=f"v{k % 50}",
-            conversation_a=[{"role": "user", "content": text}, {"role": "assistant", "content": "x"}],
-            conversation_b=[{"role": "user", "content": text}, {"role": "assistant", "content": "y"}],
-            language="en", turns=1, prompt_chars=len(text), battle_started_at=now - dt.timedelta(seconds=k),
-        ))  # fmt: skip
+        made.append(
+            Vote(
+                battle=battle,
+                model_a=models[i],
+                model_b=models[j],
+                outcome="model_a" if win else "model_b",
+                visitor_id=f"v{k % 50}",
+                conversation_a=[
+                    {"role": "user", "content": text},
+                    {"role": "assistant", "content": "x"},
+                ],
+                conversation_b=[
+                    {"role": "user", "content": text},
+                    {"role": "assistant", "content": "y"},
+                ],
+                language="en",
+                turns=1,
+                prompt_chars=len(text),
+                battle_started_at=now - dt.timedelta(seconds=k),
+            )
+        )
     Vote.objects.bulk_create(made)
     return {"design": design, "models": models}
 

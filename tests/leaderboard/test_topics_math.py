@@ -28,7 +28,7 @@ def design():  # type: ignore[no-untyped-def]
 def test_encoder_state_round_trips_through_plain_arrays(design) -> None:  # type: ignore[no-untyped-def]
     encoder = LocalEncoder.fit(design.prompts)
     again = LocalEncoder.from_arrays(encoder.to_arrays())
-    probe = design.prompts[:20] + ["an unseen prompt", ""]
+    probe = [*design.prompts[:20], "an unseen prompt", ""]
     np.testing.assert_allclose(again.transform(probe), encoder.transform(probe), atol=1e-6)
     assert again.version() == encoder.version()
     norms = np.linalg.norm(encoder.transform(design.prompts[:50]), axis=1)
