@@ -52,9 +52,27 @@ def topic_snapshot(
     compute: Callable[[Battles], dict[str, Any]],
 ) -> TopicSnapshot:
     """Topics of the valid ``votes`` (less the ``dropped`` ones) and one result per topic with
-    enough votes, made by ``compute`` (the snapshot's own category computation)."""
+    enough votes, made by ``compute`` (the snapshot's own category computation). Prompts the
+    encoder cannot fit on (no word at all, e.g. only punctuation) give no topics and a note,
+    never a failed snapshot."""
     if not settings.ARENA_TOPICS:
         return TopicSnapshot()
+    try:
+        return _topic_snapshot(votes, names, index, dropped=dropped, seed=seed, compute=compute)
+    except ValueError as error:
+        return TopicSnapshot(info={"method": embeddings.method(),
+                                   "note": f"no topics: {error}"})  # fmt: skip
+
+
+def _topic_snapshot(
+    votes: QuerySet[Vote],
+    names: list[str],
+    index: dict[int, int],
+    *,
+    dropped: frozenset[int],
+    seed: int,
+    compute: Callable[[Battles], dict[str, Any]],
+) -> TopicSnapshot:
     rows = list(
         embeddings.with_prompts(votes)
         .order_by("id")

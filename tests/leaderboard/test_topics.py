@@ -176,6 +176,7 @@ def test_rank_api_answers_bad_prompts_with_400_and_no_snapshot_with_404(
     seed_votes(per_topic=40)
     leaderboard_snapshot_create()
     assert client.get("/api/rank").status_code == 400
+    assert client.post("/api/rank", {"prompt": "hello"}).status_code == 405
     assert client.get("/api/rank", {"prompt": "   "}).status_code == 400
     settings.ARENA_RANK_MAX_PROMPT_CHARS = 100
     reply = client.get("/api/rank", {"prompt": "x" * 101})
@@ -359,3 +360,20 @@ def test_snapshots_without_prompts_have_no_topics(client: Client) -> None:
     assert client.get("/api/rank", {"prompt": "hi"}).status_code == 404
     assert 'id="no-topics"' in client.get("/leaderboard/topics").content.decode()
     assert LeaderboardSnapshot.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_prompts_without_words_give_a_note_not_a_failed_snapshot(client: Client) -> None:
+    models = [ArenaModel.objects.create(name=n, backend="local") for n in ("p", "q")]
+    for k, text in enumerate(["?", "!!", "...", "?!", "--", "??"] * 3):
+        battle = Battle.objects.create(model_a=models[0], model_b=models[1], visitor_id="v")
+        Vote.objects.create(
+            battle=battle, model_a=models[0], model_b=models[1],
+            outcome=("model_a", "model_b")[k % 2], visitor_id="v",
+            conversation_a=[{"role": "user", "content": text}], conversation_b=[], turns=1,
+            prompt_chars=len(text), battle_started_at=timezone.now(),
+        )  # fmt: skip
+    snapshot = leaderboard_snapshot_create()
+    assert snapshot is not None and snapshot.results["overall"]["rows"]
+    assert snapshot.topic_results == {} and "no topics" in snapshot.topics["note"]
+    assert "no topics" in client.get("/leaderboard/topics").content.decode()
