@@ -108,8 +108,13 @@ def _topic_snapshot(
     topics = cluster_topics(vectors, rng=np.random.default_rng(seed))
     # Terms always come from a word TF-IDF: with the remote method, one fitted here for naming.
     namer = encoder if encoder is not None else LocalEncoder.fit(prompts, seed=seed % 2**31)
-    terms = topic_terms(namer.word.transform(prompts), topics.labels, topics.k, namer.word_terms())
     flagged = set(votes.exclude(battle__moderation=[]).values_list("id", flat=True))
+    # Names, like examples, come only from prompts whose battle moderation did not flag.
+    shown = np.array([int(v) not in flagged for v in ids], dtype=bool)
+    shown_prompts = [p for p, keep in zip(prompts, shown, strict=True) if keep]
+    terms = topic_terms(
+        namer.word.transform(shown_prompts), topics.labels[shown], topics.k, namer.word_terms()
+    )
     minimum = getattr(settings, "ARENA_LEADERBOARD_LANGUAGE_MIN_VOTES", 30)
     described, results = [], {}
     similarity = vectors @ topics.centroids.T
@@ -137,7 +142,8 @@ def _topic_snapshot(
     info = {
         "method": method, "version": version, "k": topics.k, "criterion": CRITERION,
         "silhouette": {str(k): v for k, v in topics.scores.items()}, "n_prompts": len(rows),
-        "min_votes": minimum, "topics": described,
+        "min_votes": minimum, "topics": described, "dimensions": int(vectors.shape[1]),
+        "bandwidth": settings.ARENA_RANK_BANDWIDTH,
     }  # fmt: skip
     space = {
         "method": method, "version": version,

@@ -42,8 +42,9 @@ def fresh(settings: Any) -> Iterator[None]:
 
 
 def seed_votes(per_topic: int = 120, *, seed: int = 5) -> dict[str, Any]:
-    """Votes on prompts of three generated topics, outcomes from each topic's strengths; one
-    battle of topic 0 flagged by moderation (its vote stays valid: the flag is on the battle)."""
+    """Votes on prompts of three generated topics, outcomes from each topic's strengths; a
+    quarter of topic 0's battles flagged by moderation, their prompts marked by FLAGGED_PROMPT
+    (the votes stay valid: the flag is on the battle)."""
     rng = np.random.default_rng(seed)
     design = make_design(rng, per_topic=per_topic)
     models = [
@@ -55,7 +56,7 @@ def seed_votes(per_topic: int = 120, *, seed: int = 5) -> dict[str, Any]:
     for k, prompt in enumerate(design.prompts):
         t, i, j = int(design.topic[k]), int(design.model_a[k]), int(design.model_b[k])
         win = rng.random() < 1 / (1 + np.exp(s[t, j] - s[t, i]))
-        flagged = k == 3
+        flagged = k < per_topic and k % 4 == 3  # a quarter of topic 0
         text = FLAGGED_PROMPT + " " + prompt if flagged else prompt
         battle = Battle.objects.create(
             model_a=models[i], model_b=models[j], visitor_id="v",
@@ -101,6 +102,7 @@ def test_topics_become_categories_with_terms_and_unflagged_examples(client: Clie
     info = snapshot.topics
     assert info["method"] == "local" and info["version"].startswith("local:")
     assert info["k"] == 3 and "silhouette" in info["criterion"]
+    assert info["dimensions"] == 16 and info["bandwidth"] == 0.07
     assert sorted(t["votes"] for t in info["topics"]) == [120, 120, 120]
     vocab = [set(v) for v in data["design"].vocabularies]
     for topic in info["topics"]:
@@ -109,6 +111,7 @@ def test_topics_become_categories_with_terms_and_unflagged_examples(client: Clie
         assert any(words <= v for v in vocab), topic["terms"]
         assert len(topic["examples"]) == 3
         assert not any(FLAGGED_PROMPT in e for e in topic["examples"])
+        assert not {"forbidden", "secret", "flagged"} & words
         rows = snapshot.topic_results[topic["name"]]["rows"]
         assert rows and all(r["rank"] is not None for r in rows)
     assert PromptSpace.objects.filter(snapshot=snapshot, version=info["version"]).exists()
@@ -132,7 +135,8 @@ def test_a_flagged_prompt_is_never_an_example_even_when_nearest_the_centroid() -
     snapshot = leaderboard_snapshot_create()
     assert snapshot is not None
     example = snapshot.topics["topics"][0]["examples"][0]
-    flagged = Vote.objects.get(battle__moderation__0__kind="answer")
+    flagged = Vote.objects.filter(battle__moderation__0__kind="answer").first()
+    assert flagged is not None
     flagged.conversation_a = [{"role": "user", "content": example + " " + example}]
     flagged.save()
     again = leaderboard_snapshot_create(force=True)
