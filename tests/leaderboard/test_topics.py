@@ -6,19 +6,20 @@ import datetime as dt
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import pytest
+from celery.signals import before_task_publish
 from django.core.management import call_command
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from scipy.stats import kendalltau
 
-from arena import streams
 from arena.models import ArenaModel, Battle, Vote
 from leaderboard import embeddings, selectors
 from leaderboard.models import LeaderboardSnapshot, PromptSpace, PromptVector
@@ -233,22 +234,29 @@ def test_embed_task_and_command_store_vectors_of_the_latest_fit() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_new_vote_enqueues_its_embedding_by_task_name_on_commit() -> None:
     seed_votes(per_topic=10)
-    client = streams.redis_client()
-    client.delete("celery")
-    vote = Vote.objects.first()
-    assert vote is not None
-    with transaction.atomic():
-        battle = Battle.objects.create(model_a=vote.model_a, model_b=vote.model_b, visitor_id="w")
-        fresh = Vote.objects.create(
-            battle=battle, model_a=vote.model_a, model_b=vote.model_b, outcome="tie",
-            visitor_id="w", conversation_a=[], conversation_b=[], turns=1, prompt_chars=0,
-            battle_started_at=timezone.now(),
-        )  # fmt: skip
-        assert client.llen("celery") == 0  # not before the commit
-    messages = [json.loads(m) for m in client.lrange("celery", 0, -1)]
-    tasks = [(m["headers"]["task"], m["headers"]["argsrepr"]) for m in messages]
-    assert ("leaderboard.tasks.embed_prompt", f"[{fresh.id}]") in tasks
-    client.delete("celery")
+    published: list[tuple[str, Any]] = []
+
+    def seen(sender: str, headers: dict[str, Any], **kwargs: Any) -> None:
+        published.append((sender, headers.get("argsrepr")))
+
+    # Celery's own signal, sent as the message goes to the real broker (a worker may take it).
+    before_task_publish.connect(seen)
+    try:
+        vote = Vote.objects.first()
+        assert vote is not None
+        with transaction.atomic():
+            battle = Battle.objects.create(
+                model_a=vote.model_a, model_b=vote.model_b, visitor_id="w"
+            )
+            fresh = Vote.objects.create(
+                battle=battle, model_a=vote.model_a, model_b=vote.model_b, outcome="tie",
+                visitor_id="w", conversation_a=[], conversation_b=[], turns=1, prompt_chars=0,
+                battle_started_at=timezone.now(),
+            )  # fmt: skip
+            assert published == []  # not before the commit
+    finally:
+        before_task_publish.disconnect(seen)
+    assert ("leaderboard.tasks.embed_prompt", f"[{fresh.id}]") in published
 
 
 class EmbeddingsStandIn:
@@ -381,3 +389,30 @@ def test_prompts_without_words_give_a_note_not_a_failed_snapshot(client: Client)
     assert snapshot is not None and snapshot.results["overall"]["rows"]
     assert snapshot.topic_results == {} and "no topics" in snapshot.topics["note"]
     assert "no topics" in client.get("/leaderboard/topics").content.decode()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_stores_the_vector_of_a_new_vote(worker: Any) -> None:
+    data = seed_votes(per_topic=40)
+    snapshot = leaderboard_snapshot_create()
+    assert snapshot is not None
+    model_a, model_b = data["models"][:2]
+    prompt = " ".join(data["design"].vocabularies[0][:6])
+    with transaction.atomic():
+        battle = Battle.objects.create(model_a=model_a, model_b=model_b, visitor_id="w")
+        vote = Vote.objects.create(
+            battle=battle, model_a=model_a, model_b=model_b, outcome="tie", visitor_id="w",
+            conversation_a=[{"role": "user", "content": prompt}], conversation_b=[], turns=1,
+            prompt_chars=len(prompt), battle_started_at=timezone.now(),
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not PromptVector.objects.filter(vote=vote).exists():
+        assert time.monotonic() < deadline, "the worker stored no vector within 60 s"
+        time.sleep(0.2)
+    stored = PromptVector.objects.get(vote=vote)
+    assert stored.version == snapshot.topics["version"]
+    space = embeddings.prompt_space_load(snapshot)
+    assert space is not None and space.encoder is not None
+    expected = space.encoder.transform([prompt])[0]
+    np.testing.assert_allclose(np.frombuffer(bytes(stored.vector), "<f4"), expected, atol=1e-6)
