@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -416,3 +417,20 @@ def test_a_real_worker_stores_the_vector_of_a_new_vote(worker: Any) -> None:
     assert space is not None and space.encoder is not None
     expected = space.encoder.transform([prompt])[0]
     np.testing.assert_allclose(np.frombuffer(bytes(stored.vector), "<f4"), expected, atol=1e-6)
+
+
+@pytest.mark.django_db
+def test_hostile_prompts_never_answer_500(client: Client) -> None:
+    seed_votes(per_topic=40)
+    leaderboard_snapshot_create()
+    odd = [
+        "\ud800 lone surrogate", "%00", "\x01\x02\x7f", "😀" * 50, "a" * 4000, "<script>x</script>",
+        " ".join(["word"] * 1500), "\u202e reversed", "ß" * 10,
+    ]  # fmt: skip
+    for prompt in odd:
+        query = "prompt=" + quote(prompt, safe="", errors="surrogatepass")
+        for path in ("/api/rank", "/leaderboard/topics"):
+            reply = client.get(f"{path}?{query}")
+            assert reply.status_code in (200, 400), (path, prompt[:20], reply.status_code)
+    page = client.get("/leaderboard/topics", {"prompt": "<script>x</script>"}).content.decode()
+    assert "<script>x</script>" not in page
