@@ -326,6 +326,17 @@ ARENA_LEADERBOARD_REFRESH_SECONDS = envint("ARENA_LEADERBOARD_REFRESH_SECONDS", 
 ARENA_LEADERBOARD_ROUNDS = envint("ARENA_LEADERBOARD_ROUNDS", 1000, minimum=10)
 ARENA_LEADERBOARD_CI = envchoice("ARENA_LEADERBOARD_CI", "bootstrap", ("bootstrap", "sandwich"))
 ARENA_LEADERBOARD_STYLE_CONTROL = envbool("ARENA_LEADERBOARD_STYLE_CONTROL", True)
+# Topics and the ranking for one prompt (docs/topics.md). Prompt vectors come from an
+# OpenAI-compatible embeddings endpoint when ARENA_EMBEDDINGS_URL is set (its model, and the name
+# of the variable holding its API key), else from a TF-IDF + SVD fitted on the arena's prompts.
+ARENA_TOPICS = envbool("ARENA_TOPICS", True)
+ARENA_EMBEDDINGS_URL = os.environ.get("ARENA_EMBEDDINGS_URL", "")
+ARENA_EMBEDDINGS_MODEL = os.environ.get("ARENA_EMBEDDINGS_MODEL", "")
+ARENA_EMBEDDINGS_API_KEY_ENV = os.environ.get("ARENA_EMBEDDINGS_API_KEY_ENV", "")
+ARENA_EMBEDDINGS_TIMEOUT_MS = envint("ARENA_EMBEDDINGS_TIMEOUT_MS", 10000, minimum=1)
+ARENA_RANK_BANDWIDTH = envfloat("ARENA_RANK_BANDWIDTH", 0.07, minimum=1e-3, maximum=10)
+ARENA_RANK_MIN_EFFECTIVE = envint("ARENA_RANK_MIN_EFFECTIVE", 200, minimum=1)
+ARENA_RANK_MAX_PROMPT_CHARS = envint("ARENA_RANK_MAX_PROMPT_CHARS", 4000, minimum=1)
 # Vote integrity (docs/integrity.md). A prompt that recurs more often than this percentile of
 # the prompts keeps only that many votes, drawn with ARENA_DEDUP_SEED (0 or off: keep all).
 ARENA_DEDUP_PERCENTILE = envfloat("ARENA_DEDUP_PERCENTILE", 99.9, minimum=0, maximum=100)

@@ -28,6 +28,10 @@ class LeaderboardSnapshot(models.Model):
     # Compact rows for the rating-history plot: {"overall": [[model, rating, lower, upper]]}, so
     # a page reads many past snapshots without their large `results`.
     history = models.JSONField(default=dict)
+    # Topic categories ("topic:<n>", same shape as `results`) and what each topic is:
+    # {"method", "version", "k", "criterion", "topics": [{"name", "label", "terms", ...}]}.
+    topic_results = models.JSONField(default=dict)
+    topics = models.JSONField(default=dict)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -68,3 +72,39 @@ class VoterFlag(models.Model):
     def __str__(self) -> str:
         state = "excluded" if self.excluded else "counted"
         return f"voter {self.voter[:12]} ({', '.join(self.reasons) or 'no reason'}; {state})"
+
+
+class PromptVector(models.Model):
+    """The vector of a vote's first prompt (leaderboard/embeddings.py): from the configured
+    embeddings endpoint, or from the local encoder of the latest prompt space. ``version`` names
+    the fit or the remote model: vectors of different versions are not comparable."""
+
+    vote = models.OneToOneField(
+        "arena.Vote", on_delete=models.CASCADE, primary_key=True, related_name="prompt_vector"
+    )
+    method = models.CharField(max_length=16)  # "local" or "remote"
+    version = models.CharField(max_length=64, db_index=True)
+    # float32, little-endian, unit length.
+    vector = models.BinaryField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"prompt vector of vote {self.vote_id} ({self.method} {self.version})"
+
+
+class PromptSpace(models.Model):
+    """What a snapshot's topics and `/api/rank` need: the encoder's fitted state (local method)
+    and, per battle of the fit, its prompt vector, models and outcome; arrays in .npz form."""
+
+    snapshot = models.OneToOneField(
+        LeaderboardSnapshot, on_delete=models.CASCADE, related_name="prompt_space"
+    )
+    method = models.CharField(max_length=16)
+    version = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    encoder = models.BinaryField(blank=True)
+    battles = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"prompt space of snapshot {self.snapshot_id} ({self.method} {self.version})"

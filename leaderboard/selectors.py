@@ -41,6 +41,7 @@ class Payload:
     results: dict[str, Any]  # configured categories first, then "lang:<tag>" ones
     details: dict[str, Any]
     history: list[tuple[dt.datetime, dict[str, float]]]  # oldest first, overall ratings
+    topics: dict[str, Any] = field(default_factory=dict)  # the snapshot's topics (or {})
     memo: dict[Any, Any] = field(default_factory=dict)  # rendered plots, by their inputs
 
 
@@ -57,7 +58,9 @@ def payload_cache_clear() -> None:
 def snapshot_latest() -> LeaderboardSnapshot | None:
     """The latest snapshot's metadata (its large JSON fields are read by `snapshot_payload`)."""
     return (
-        LeaderboardSnapshot.objects.defer("results", "language_results", "details", "history")
+        LeaderboardSnapshot.objects.defer(
+            "results", "language_results", "details", "history", "topic_results", "topics"
+        )
         .order_by("-created_at", "-id")
         .first()
     )
@@ -70,9 +73,9 @@ def snapshot_payload(snapshot: LeaderboardSnapshot) -> Payload:
         cached = _cache.get(key)
     if cached is not None:
         return cached
-    results, languages, details = (
+    results, languages, details, topic_results, topics = (
         LeaderboardSnapshot.objects.filter(id=snapshot.id)
-        .values_list("results", "language_results", "details")
+        .values_list("results", "language_results", "details", "topic_results", "topics")
         .get()
     )
     past = (
@@ -90,7 +93,10 @@ def snapshot_payload(snapshot: LeaderboardSnapshot) -> Payload:
     ordered = {name: results[name] for name in order}
     ordered |= {name: value for name, value in results.items() if name not in ordered}
     ordered |= {name: (languages or {})[name] for name in sorted(languages or {})}
-    payload = Payload(ordered, details or {}, history)
+    topic_results = topic_results or {}
+    ordered |= {t["name"]: topic_results[t["name"]] for t in (topics or {}).get("topics", [])
+                if t["name"] in topic_results}  # fmt: skip
+    payload = Payload(ordered, details or {}, history, topics or {})
     with _cache_lock:
         while len(_cache) >= _CACHE_SIZE:
             _cache.pop(next(iter(_cache)))
@@ -440,6 +446,9 @@ def category_descriptions(payload: Payload) -> list[dict[str, str]]:
     for name in payload.results:
         if name.startswith("lang:"):
             text = f"votes whose first prompt was detected as language {name[5:]!r}"
+        elif name.startswith("topic:"):
+            terms = topic_labels(payload).get(name, "")
+            text = f"votes whose first prompt is nearest the topic of: {terms}"
         else:
             spec: dict[str, Any] = dict(configured.get(name, {}))
             parts = [f"{k} = {v}" for k, v in spec.get("equals", {}).items()]
@@ -455,8 +464,17 @@ def category_descriptions(payload: Payload) -> list[dict[str, str]]:
 _LABELS = {"overall": "Overall", "non_english": "Non-English", "no_ties": "No ties"}
 
 
-def category_label(name: str) -> str:
-    """A category's name for people: "lang:de" -> "Language: de", "multi_turn" -> "Multi turn"."""
+def topic_labels(payload: Payload) -> dict[str, str]:
+    """ "topic:<n>" -> its label (most characteristic terms), from the snapshot's topics."""
+    return {t["name"]: t["label"] for t in payload.topics.get("topics", [])}
+
+
+def category_label(name: str, payload: Payload | None = None) -> str:
+    """A category's name for people: "lang:de" -> "Language: de", "multi_turn" -> "Multi turn",
+    "topic:2" -> "Topic 2: <terms>" (terms when the payload is given)."""
+    if name.startswith("topic:"):
+        terms = topic_labels(payload).get(name, "") if payload is not None else ""
+        return f"Topic {name[6:]}" + (f": {terms}" if terms else "")
     if name.startswith("lang:"):
         return f"Language: {name[5:]}"
     return _LABELS.get(name, name.replace("_", " ").capitalize())

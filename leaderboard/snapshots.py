@@ -16,6 +16,7 @@ from django.db.models import Count, Max, Min, QuerySet
 from arena.models import Vote
 from leaderboard import battles as battle_data
 from leaderboard.categories import Category
+from leaderboard.embeddings import method as embeddings_method
 from leaderboard.flags import voter_summary
 from leaderboard.models import LeaderboardSnapshot, VoterFlag
 from leaderboard.pairs import aggregate_counts, battle_count_matrix, win_fraction_matrix
@@ -26,6 +27,7 @@ from leaderboard.ratings import (
     predicted_win_matrix,
 )
 from leaderboard.style import StyleUnavailableError
+from leaderboard.topic_snapshots import prompt_space_store, topic_snapshot
 
 _ENGINE_FILES = (
     "ratings.py",
@@ -37,6 +39,8 @@ _ENGINE_FILES = (
     "battles.py",
     "snapshots.py",
     "dedup.py",
+    "topics.py",
+    "topic_snapshots.py",
 )
 
 
@@ -266,6 +270,8 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
         "style_control": settings.ARENA_LEADERBOARD_STYLE_CONTROL,
         "dedup_percentile": settings.ARENA_DEDUP_PERCENTILE,
         "dedup_seed": settings.ARENA_DEDUP_SEED,
+        "topics": settings.ARENA_TOPICS,
+        "embeddings": embeddings_method(),
     }
     n_battles, battle_hash = battle_data.votes_fingerprint({**params, "code": code_version()})
     latest = LeaderboardSnapshot.objects.order_by("-created_at", "-id").first()
@@ -297,6 +303,11 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
 
     results = {category.name: compute(category) for category in categories()}
     language_results = {c.name: compute(c) for c in language_categories(votes)}
+    # Topic categories: style control is left out of them (their votes are read per row).
+    topic = topic_snapshot(
+        votes, names, index, dropped=downsampling.dropped, seed=seed,
+        compute=lambda data: _category_result(data, None, params, seed),
+    )  # fmt: skip
     overall = results.get("overall") or next(iter(results.values()), {})
     details = {
         "votes": {
@@ -317,7 +328,7 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
     # recorded when there are any, so a real arena's snapshot stays as it was.
     if simulated := votes.filter(simulated=True).count():
         details["votes"]["simulated"] = simulated
-    return LeaderboardSnapshot.objects.create(
+    snapshot = LeaderboardSnapshot.objects.create(
         method="bt",
         params=params,
         n_battles=n_battles,
@@ -328,4 +339,8 @@ def leaderboard_snapshot_create(*, force: bool = False) -> LeaderboardSnapshot |
         language_results=language_results,
         details=details,
         history={"overall": _history(overall)},
+        topic_results=topic.results,
+        topics=topic.info,
     )
+    prompt_space_store(snapshot, topic)
+    return snapshot

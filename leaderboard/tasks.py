@@ -1,10 +1,12 @@
-"""Celery tasks of the leaderboard: thin wrappers around the flag and snapshot services."""
+"""Celery tasks of the leaderboard: thin wrappers around the flag, snapshot and vector services."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
+from leaderboard.embeddings import EmbeddingsError, prompt_vector_compute
 from leaderboard.flags import voter_flags_update
+from leaderboard.signals import EMBED_PROMPT_TASK
 from leaderboard.snapshots import leaderboard_snapshot_create
 from workers import app
 
@@ -18,3 +20,16 @@ def refresh_leaderboard() -> int | None:
         voter_flags_update()
     snapshot = leaderboard_snapshot_create()
     return snapshot.id if snapshot else None
+
+
+@app.task(
+    name=EMBED_PROMPT_TASK,
+    ignore_result=True,
+    autoretry_for=(EmbeddingsError,),
+    retry_backoff=True,
+    max_retries=5,
+)
+def embed_prompt(vote_id: int) -> bool:
+    """Store the vector of one vote's prompt (leaderboard/embeddings.py); False when there is
+    nothing to compute it with yet (local method before the first snapshot)."""
+    return prompt_vector_compute(vote_id=vote_id) is not None

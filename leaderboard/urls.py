@@ -8,8 +8,10 @@ from leaderboard import views
 
 urlpatterns = [
     path("leaderboard", views.leaderboard_page, name="leaderboard"),
+    path("leaderboard/topics", views.topics_page, name="leaderboard-topics"),
     path("leaderboard/models/<str:name>", views.model_page, name="leaderboard-model"),
     path("api/leaderboard", views.api_leaderboard, name="api-leaderboard"),
     path("api/leaderboard.csv", views.api_leaderboard_csv, name="api-leaderboard-csv"),
     path("api/models/<str:name>", views.api_model, name="api-model"),
+    path("api/rank", views.api_rank, name="api-rank"),
 ]

@@ -11,10 +11,10 @@ from django.template.loader import render_to_string
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
-from arena.api import error_response
+from arena.api import error_response, json_api
 from arena.errors import ArenaError
 from arena.models import ArenaModel
-from leaderboard import selectors
+from leaderboard import prompt_rank, selectors
 from leaderboard.models import LeaderboardSnapshot
 
 # Existing columns first, in their order; new ones are only ever appended.
@@ -76,7 +76,7 @@ def _board_context(
     return {
         "snapshot": snapshot,
         "category": category,
-        "category_label": selectors.category_label(category),
+        "category_label": selectors.category_label(category, payload),
         "style": style,
         "show_all": show_all,
         "rows": shown,
@@ -87,7 +87,7 @@ def _board_context(
         ),
         # The SVG builders escape every text they draw.
         "plots": {name: mark_safe(svg) for name, svg in svgs.items()},
-        "categories": [(c, selectors.category_label(c)) for c in payload.results],
+        "categories": [(c, selectors.category_label(c, payload)) for c in payload.results],
         "descriptions": selectors.category_descriptions(payload),
         "excluded": payload.details.get("votes", {}).get("excluded", {}),
         "voter_sources": payload.details.get("voters", []),
@@ -167,3 +167,26 @@ def api_model(request: HttpRequest, name: str) -> HttpResponse:
     card["snapshot_id"] = snapshot.id if snapshot else None
     card["snapshot_created_at"] = snapshot.created_at.isoformat() if snapshot else None
     return JsonResponse(card)
+
+
+@require_GET
+def topics_page(request: HttpRequest) -> HttpResponse:
+    """The topics of the latest snapshot, ranks per topic, and a form to rank for one prompt."""
+    context = prompt_rank.topics_overview()
+    prompt = request.GET.get("prompt")
+    status = 200
+    if prompt is not None:
+        context["prompt"] = prompt
+        try:
+            context["ranking"] = prompt_rank.prompt_rank(prompt=prompt)
+        except ArenaError as error:
+            context["rank_error"], status = error.message, error.status
+    return render(request, "leaderboard/topics.html", context, status=status)
+
+
+@json_api(methods=("GET",))
+def api_rank(request: HttpRequest) -> HttpResponse:
+    """The models ranked for prompts like ``?prompt=``: 200 with "status": "ok", or with
+    "status": "not enough similar battles" and the effective size; 400 for a bad prompt.
+    Off the event loop (a weighted fit over every battle takes a tenth of a second)."""
+    return JsonResponse(prompt_rank.prompt_rank(prompt=request.GET.get("prompt")))
