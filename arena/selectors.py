@@ -43,12 +43,9 @@ def model_pool(*, vision: bool = False) -> list[ArenaModel]:
     """The models that may be drawn into a new battle, in a stable order; with `vision`, only
     those that take images; without, not those marked `image_only`."""
     pool = ArenaModel.objects.filter(enabled=True, healthy=True, sampling_weight__gt=0)
-    if vision:
-        pool = pool.filter(vision=True)
-    else:
-        # has_key, not `image_only=True`: a JSON key lookup on rows without the key is NULL, and
-        # exclude() would drop those rows too. The registry sets the key only when true.
-        pool = pool.exclude(options__has_key="image_only")
+    # has_key, not `image_only=True`: a JSON key lookup on rows without the key is NULL, and
+    # exclude() would drop those rows too. The registry sets the key only when true.
+    pool = pool.filter(vision=True) if vision else pool.exclude(options__has_key="image_only")
     return list(pool.order_by("id"))
 
 
