@@ -84,6 +84,8 @@ def test_ten_battles_on_the_demo_models_and_at_least_nine_votes_count(
 ) -> None:
     started = time.monotonic()
     page.goto(demo_url)
+    # The banner tells a new visitor what these models are: trained briefly, not random noise.
+    expect(page.locator(".demo-banner")).to_contain_text("trained for a few seconds")
     outcome = page.locator("[data-outcome]")
     seen: list[tuple[str, str, str]] = []
     for number, (prompt, side) in enumerate(BATTLES, start=1):
