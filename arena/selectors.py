@@ -101,8 +101,21 @@ def model_public(model: ArenaModel) -> dict[str, Any]:
 def battle_state(battle: Battle) -> dict[str, Any]:
     """The battle as its visitor may see it: no model identity until the vote is recorded."""
     vote = Vote.objects.filter(battle=battle).first()
+    return _state(battle, turns_with_responses(battle), vote)
+
+
+def battle_state_started(battle: Battle, *, prompt: str) -> dict[str, Any]:
+    """`battle_state` of a battle `services.battle_create` just made, without reading it back:
+    one turn with `prompt` and two answers as created (the models' defaults), no vote."""
+    fresh = {side: Response(side=side) for side in (Side.A, Side.B)}
+    return _state(battle, [(Turn(index=0, prompt=prompt), fresh)], None)
+
+
+def _state(
+    battle: Battle, known: list[tuple[Turn, dict[str, Response]]], vote: Vote | None
+) -> dict[str, Any]:
     turns = []
-    for turn, responses in turns_with_responses(battle):
+    for turn, responses in known:
         turns.append(
             {
                 "index": turn.index,
