@@ -303,9 +303,7 @@ async def _stream_events(
             # failure is also written to the stream, so between deltas a look every
             # STREAM_CHECK_SECONDS is enough (two EXISTS per delta were most of its Redis work).
             if fresh is not None or quiet or loop.time() - checked >= STREAM_CHECK_SECONDS:
-                ended = await _sides_ended(
-                    client, responses, open_sides, quiet=quiet, fresh=fresh
-                )
+                ended = await _sides_ended(client, responses, open_sides, quiet=quiet, fresh=fresh)
                 fresh, checked = None, loop.time()
             else:
                 ended = {}

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +29,33 @@ log = logging.getLogger(__name__)
 # Keys change with every snapshot; the timeout only bounds how long dead entries take room.
 TIMEOUT_S = 6 * 3600
 View = Callable[..., HttpResponse]
+Entry = tuple[bytes, list[tuple[str, str]]]
+# The hottest replies also stay in this process (a page can be a megabyte: a Redis GET and its
+# unpickling cost more than the rest of the request). Same keys, so never stale; bounded.
+_LOCAL_SIZE = 16
+_local: OrderedDict[str, Entry] = OrderedDict()
+_local_lock = threading.Lock()
+
+
+def local_clear() -> None:
+    with _local_lock:
+        _local.clear()
+
+
+def _local_get(key: str) -> Entry | None:
+    with _local_lock:
+        entry = _local.get(key)
+        if entry is not None:
+            _local.move_to_end(key)
+        return entry
+
+
+def _local_put(key: str, entry: Entry) -> None:
+    with _local_lock:
+        _local[key] = entry
+        _local.move_to_end(key)
+        while len(_local) > _LOCAL_SIZE:
+            _local.popitem(last=False)
 
 
 def snapshot_stamp() -> str | None:
@@ -37,7 +66,7 @@ def snapshot_stamp() -> str | None:
     registry = ArenaModel._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT (SELECT id FROM {snapshots} ORDER BY created_at DESC, id DESC LIMIT 1),"  # noqa: S608
+            f"SELECT (SELECT id FROM {snapshots} ORDER BY created_at DESC, id DESC LIMIT 1),"
             f" (SELECT created_at FROM {snapshots} ORDER BY created_at DESC, id DESC LIMIT 1),"
             " COUNT(*), SUM(CASE WHEN enabled AND in_registry AND healthy THEN 1 ELSE 0 END),"
             f" MAX(updated_at), MAX(health_changed_at) FROM {registry}"
@@ -65,11 +94,15 @@ def snapshot_cached(view: View) -> View:
             return view(request, *args, **kwargs)
         cache = caches["default"]
         key = page_key(request, stamp)
-        try:
-            hit = cache.get(key)
-        except redis.RedisError as exc:  # the page still works without its cache
-            log.warning("leaderboard cache unavailable: %r", exc)
-            return view(request, *args, **kwargs)
+        hit = _local_get(key)
+        if hit is None:
+            try:
+                hit = cache.get(key)
+            except redis.RedisError as exc:  # the page still works without its cache
+                log.warning("leaderboard cache unavailable: %r", exc)
+                return view(request, *args, **kwargs)
+            if hit is not None:
+                _local_put(key, hit)
         if hit is not None:
             content, headers = hit
             reply = HttpResponse(content)
@@ -78,7 +111,10 @@ def snapshot_cached(view: View) -> View:
             return reply
         reply = view(request, *args, **kwargs)
         if reply.status_code == 200 and not reply.cookies and not reply.streaming:
-            kept = [(n, v) for n, v in reply.items() if n in ("Content-Type", "Content-Disposition")]
+            kept = [
+                (n, v) for n, v in reply.items() if n in ("Content-Type", "Content-Disposition")
+            ]
+            _local_put(key, (reply.content, kept))
             try:
                 cache.set(key, (reply.content, kept), TIMEOUT_S)
             except redis.RedisError as exc:
