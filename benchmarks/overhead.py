@@ -16,6 +16,7 @@ one uvicorn process, one worker. Load is bounded: each level runs once, with a t
 
     .venv/bin/python benchmarks/overhead.py                      # levels 1, 50, 200
     .venv/bin/python benchmarks/overhead.py --levels 1,10 --tokens 32
+    .venv/bin/python benchmarks/overhead.py --levels 200 --pin    # the arena alone on CPU 1
 """
 
 from __future__ import annotations
@@ -296,7 +297,11 @@ def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, dict
     logs = Path(getattr(args, "logs", None) or work / "logs")
     logs.mkdir(parents=True, exist_ok=True)
 
+    pin = getattr(args, "pin", False)
+
     def start(name: str, argv: list[str], env: dict[str, str]) -> None:
+        if pin:  # the stand-in on CPU 0 with the load generator, the arena on CPU 1
+            argv = ["taskset", "-c", "0" if name == "server" else "1", *argv]
         out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         processes.append(
             subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -307,6 +312,10 @@ def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, dict
         redis_port, server_port, web_port = free_port(), free_port(), free_port()
         processes.append(redis_server_start(redis_port, stdout=subprocess.DEVNULL))
         PIDS["redis"] = processes[-1].pid
+        if pin:
+            subprocess.run(["taskset", "-a", "-p", "-c", "1", str(PIDS["redis"])], check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
+            os.sched_setaffinity(0, {0})  # this process generates the load
         env = {
             **os.environ,
             "ARENA_DEMO": "1",
@@ -405,6 +414,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--logs", type=Path, default=None, help="keep the services' logs here")
     parser.add_argument("--web-processes", type=int, default=2, help="uvicorn processes (2)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the stand-in and the load generator on CPU 0, the arena on CPU 1 (taskset)",
+    )
     parser.add_argument(
         "--single-rounds", type=int, default=10, help="rounds of the 1-visitor level (10)"
     )
