@@ -24,9 +24,11 @@ def pair(db: None) -> list[ArenaModel]:
     redis_client().flushdb()  # the rate limits and the queues start empty
     return [
         ArenaModel.objects.create(
-            name=name, display_name=name, backend="openai",
+            name=name,
+            display_name=name,
+            backend="openai",
             options={"base_url": "http://127.0.0.1:9/v1", "served_model_name": "m"},
-        )  # fmt: skip
+        )
         for name in NAMES
     ]
 
@@ -41,8 +43,9 @@ def test_the_reply_is_what_a_read_of_the_new_battle_says_and_nothing_is_read_bac
     pair: list[ArenaModel], django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
     visitor = _visitor()
-    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(
-        execute=True
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),
     ):
         created = visitor.post("/battles", {"prompt": "  Name a river.  "}, "application/json")
     assert created.status_code == 201, created.content
@@ -59,9 +62,7 @@ def test_both_answers_tasks_reach_their_models_queues(
     visitor = _visitor()
     with django_capture_on_commit_callbacks(execute=True):
         battle_id = visitor.post("/battles", {"prompt": "Hi"}, "application/json").json()["id"]
-    expected = {
-        r.model.queue: r.id for r in Response.objects.filter(turn__battle_id=battle_id)
-    }
+    expected = {r.model.queue: r.id for r in Response.objects.filter(turn__battle_id=battle_id)}
     assert len(expected) == 2
     for queue, response_id in expected.items():
         messages = redis_client().lrange(queue, 0, -1)
