@@ -91,6 +91,9 @@ def battles_import(
     label = f"import:{source or path.name}"[:_SOURCE_MAX]
     result = ImportResult(path=path, source=label)
     store = _Rows(label, result) if bulk else _Store(label, result)
+    if isinstance(store, _Rows) and _columns_import(path, store, progress):
+        result.seconds = time.monotonic() - started
+        return result
     size = BULK_BATCH if bulk else BATCH
     pending: list[tuple[str, dict[str, Any]]] = []
     try:
@@ -109,6 +112,12 @@ def battles_import(
         progress(result.read)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _columns_import(path: Path, store: _Rows, progress: Callable[[int], None] | None) -> bool:
+    from leaderboard.import_columns import columns_import
+
+    return columns_import(path=path, store=store, progress=progress)
 
 
 def _checked(
@@ -273,6 +282,11 @@ class _Rows(_Store):
             # touches nine indexes at random places; SQLite's default cache is 2 MB.
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA cache_size = -262144")
+        self.stored_time: Callable[[dt.datetime], Any] = (
+            (lambda when: when)
+            if connection.vendor == "postgresql"
+            else connection.ops.adapt_datetimefield_value
+        )
         self.tables = [(model, [f for f in model._meta.concrete_fields
                                 if not isinstance(f, models.AutoField)])
                        for model in (Battle, Vote)]  # fmt: skip
@@ -290,6 +304,10 @@ class _Rows(_Store):
             present.add(external_id)  # a repeat later in the same batch is present too
             for table, values in zip(rows, self._values(external_id, record), strict=True):
                 table.append(values)
+        self.write(rows)
+
+    def write(self, rows: list[list[tuple[Any, ...]]]) -> None:
+        """One transaction: the battles' rows, then the votes'."""
         with transaction.atomic():
             for (model, fields), table in zip(self.tables, rows, strict=True):
                 _insert(model, fields, table)
@@ -317,9 +335,7 @@ class _Rows(_Store):
         # As Django prepares them for the driver: JSON as text, times as SQLite stores them.
         for name in ("conversation_a", "conversation_b", "style_a", "style_b"):
             found[name] = _json(found[name])
-        stored: Any = when
-        if connection.vendor != "postgresql":
-            stored = connection.ops.adapt_datetimefield_value(when)
+        stored = self.stored_time(when)
         battle = {
             "id": battle_id,
             "model_a_id": model_a,
@@ -328,13 +344,14 @@ class _Rows(_Store):
             "ip_hash": "",
             "created_at": stored,
             "moderation": "[]",
+            "simulated": False,
         }
         vote = {
             **found, "battle_id": battle_id, "model_a_id": model_a, "model_b_id": model_b,
             "outcome": record["winner"], "visitor_id": visitor, "is_valid": not reason,
             "invalid_reason": reason[:200], "battle_started_at": stored, "created_at": stored,
             "source": self.source, "external_id": external_id, "anony": record["anony"],
-            "prompt_key": key,
+            "prompt_key": key, "simulated": False,
         }  # fmt: skip
         return (
             tuple([battle[f.attname] for f in self.tables[0][1]]),

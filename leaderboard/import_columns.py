@@ -1,0 +1,174 @@
+"""The importer's columnar path: a battle log without texts, read and checked in columns
+(:func:`leaderboard.formats.columnar.import_columns`), becomes rows column by column.
+
+The rows are the ones the per-record path (:class:`leaderboard.importer._Rows`) writes for the
+same file: the same external ids (a record's hash where it has no ``question_id``, numbered in
+file order), judges, facts and times; only the random battle ids differ. What is per distinct
+value (model ids, judge hashes, outcomes, languages) is computed once per value; what is per
+record (a record's hash, the prompt key, the time) runs in a tight loop without a dict or a
+check per record. A log with a bad record, texts or an unexpected column type takes the
+per-record path, which skips or stops at the bad record as asked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from django.utils import timezone
+
+from arena.visitors import keyed_hash
+from leaderboard.formats.arena import LANGUAGE_TAGS, OUTCOME_NAMES, BattleLogError
+from leaderboard.formats.columnar import Checked, _encode, _numpy, import_columns
+from leaderboard.importer import _NAME_MAX, BULK_BATCH, _Rows, imported_ids
+from leaderboard.pairs import OUTCOME_CODES
+
+
+def columns_import(*, path: Path, store: _Rows, progress: Callable[[int], None] | None) -> bool:
+    """Import ``path`` by columns into ``store``; False (nothing written) when the log needs the
+    per-record path."""
+    try:
+        checked = import_columns(path)
+    except BattleLogError:
+        return False  # the per-record path names it, and skips it or stops there
+    if checked is None:
+        return False
+    table = checked.table
+    for side in ("model_a", "model_b"):
+        if any(len(name) > _NAME_MAX for name in _encode(table[side])[1]):
+            return False
+    seen: Counter[str] = Counter()
+    for start in range(0, table.num_rows, BULK_BATCH):
+        stop = min(start + BULK_BATCH, table.num_rows)
+        part = table.slice(start, stop - start)
+        ids = _external_ids(part, checked, start, stop, seen)
+        present = imported_ids(store.source, ids)
+        keep = []
+        for i, external_id in enumerate(ids):
+            if external_id in present:
+                store.result.already_present += 1
+                continue
+            present.add(external_id)  # a repeat later in the same batch is present too
+            keep.append(i)
+        store.result.read = stop
+        if keep:
+            if len(keep) < len(ids):
+                part, ids = part.take(keep), [ids[i] for i in keep]
+            store.write(_rows(store, part, ids))
+            store.result.without_text += len(keep)
+        if progress:
+            progress(store.result.read)
+    return True
+
+
+def _external_ids(
+    part: pa.Table, checked: Checked, start: int, stop: int, seen: Counter[str]
+) -> list[str]:
+    """The records' ``question_id``, or the hash of the raw record as the per-record path makes
+    it (:func:`leaderboard.importer._checked`)."""
+    ids: list[Any] = [None] * (stop - start)
+    if "question_id" in part.column_names and not pa.types.is_null(part["question_id"].type):
+        ids = pc.cast(part["question_id"], pa.string()).to_pylist()
+    missing = [i for i, external_id in enumerate(ids) if not external_id]
+    if missing:
+        records = checked.records(start, stop)
+        for i in missing:
+            digest = json.dumps(records[i], sort_keys=True, ensure_ascii=False, default=str)
+            external_id = "sha256:" + hashlib.sha256(digest.encode()).hexdigest()[:32]
+            seen[external_id] += 1
+            if seen[external_id] > 1:
+                external_id = f"{external_id}#{seen[external_id]}"
+            ids[i] = external_id
+    return ids
+
+
+def _per_value(part: pa.Table, name: str, convert: Callable[[Any], Any], missing: Any) -> list[Any]:
+    """A text column, each distinct value converted once; ``missing`` where there is none."""
+    if name not in part.column_names:
+        return [missing] * part.num_rows
+    codes, values = _encode(part[name])
+    lookup = np.empty(len(values) + 1, dtype=object)
+    lookup[:] = [convert(v) for v in values] + [missing]
+    out: list[Any] = lookup[codes].tolist()
+    return out
+
+
+def _numbers(part: pa.Table, name: str, fill: Any, dtype: Any) -> np.ndarray:
+    if name not in part.column_names or pa.types.is_null(part[name].type):
+        return np.full(part.num_rows, fill, dtype=dtype)
+    col = part[name]
+    if dtype is np.float64:
+        col = pc.cast(col, pa.float64(), safe=False)
+    return _numpy(col, dtype, fill)
+
+
+def _model_ids(store: _Rows, part: pa.Table) -> tuple[list[int], list[int]]:
+    """Both sides' model ids; models new to the arena are created in the order the per-record
+    path meets them (record by record, side a first)."""
+    coded = [_encode(part[side]) for side in ("model_a", "model_b")]
+    firsts = []
+    for side, (codes, values) in enumerate(coded):
+        distinct, first = np.unique(codes, return_index=True)
+        firsts += [(int(f), side, values[c]) for c, f in zip(distinct, first, strict=True)]
+    for _, _, name in sorted(firsts):
+        store._model(name)
+    out = []
+    for codes, values in coded:
+        lookup = np.array([store.models[v] for v in values] + [0], dtype=np.int64)
+        out.append(lookup[codes].tolist())
+    return out[0], out[1]
+
+
+def _rows(store: _Rows, part: pa.Table, ids: list[str]) -> list[list[tuple[Any, ...]]]:
+    """The battles' and the votes' rows, in the order of :attr:`_Rows.tables`' fields."""
+    n = part.num_rows
+    model_a, model_b = _model_ids(store, part)
+    source = store.source
+    visitor = _per_value(
+        part, "judge", lambda judge: keyed_hash("judge", f"{source}\0{judge}") if judge else "", ""
+    )
+    reason = _per_value(part, "exclusion_reason", lambda r: r, "")
+    tstamp = _numbers(part, "tstamp", np.nan, np.float64).tolist()
+    now, utc, stored_time = timezone.now(), dt.UTC, store.stored_time
+    stored = [stored_time(dt.datetime.fromtimestamp(t, utc) if t == t else now) for t in tstamp]
+    turns = _numbers(part, "turn", 0, np.int64)
+    turns[turns == 0] = 1  # `turn or 1`
+    blake2b = hashlib.blake2b
+    battle_ids = [secrets.token_urlsafe(16) for _ in range(n)]
+    columns: dict[str, list[Any]] = {
+        "id": battle_ids, "battle_id": battle_ids,
+        "model_a_id": model_a, "model_b_id": model_b,
+        "outcome": _per_value(part, "winner", lambda w: OUTCOME_NAMES[OUTCOME_CODES[w]], None),
+        "visitor_id": visitor,
+        "is_valid": [not r for r in reason],
+        "invalid_reason": [r[:200] for r in reason],
+        "language": _per_value(part, "language", lambda v: LANGUAGE_TAGS.get(v, v), ""),
+        "turns": turns.tolist(),
+        "prompt_chars": _numbers(part, "prompt_chars", 0, np.int64).tolist(),
+        "has_code": _numbers(part, "is_code", False, bool).tolist(),
+        "anony": _numbers(part, "anony", False, bool).tolist(),
+        "battle_started_at": stored, "created_at": stored,
+        "external_id": ids,
+        # records.prompt_hash of a battle without text: its question id.
+        "prompt_key": [blake2b(f"\0id:{i}".encode(), digest_size=16).hexdigest() for i in ids],
+    }  # fmt: skip
+    constant = {
+        "ip_hash": "", "moderation": "[]", "simulated": False, "source": source,
+        "conversation_a": "[]", "conversation_b": "[]", "style_a": "{}", "style_b": "{}",
+        "tokens_a": 0, "tokens_b": 0,
+    }  # fmt: skip
+    for name, value in constant.items():
+        columns[name] = [value] * n  # a list: both tables read some
+    return [
+        list(zip(*[columns[f.attname] for f in fields], strict=True))
+        for _, fields in store.tables
+    ]
