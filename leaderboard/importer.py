@@ -63,6 +63,7 @@ def battles_import(
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
     bulk: bool = True,
+    columns: bool = True,
 ) -> ImportResult:
     """Import a battle log (JSON, JSON Lines, Parquet, or the 55k CSV layout).
 
@@ -79,6 +80,9 @@ def battles_import(
     bulk : bool
         Write rows by raw SQL, many records a transaction (COPY on PostgreSQL); False writes
         model instances with ``bulk_create``, 500 a transaction: the same rows, slower.
+    columns : bool
+        With ``bulk``, a log without texts is read, checked and turned into rows by columns
+        (:mod:`leaderboard.import_columns`); False reads it record by record: the same rows.
 
     Raises
     ------
@@ -91,7 +95,7 @@ def battles_import(
     label = f"import:{source or path.name}"[:_SOURCE_MAX]
     result = ImportResult(path=path, source=label)
     store = _Rows(label, result) if bulk else _Store(label, result)
-    if isinstance(store, _Rows) and _columns_import(path, store, progress):
+    if columns and isinstance(store, _Rows) and _columns_import(path, store, progress):
         result.seconds = time.monotonic() - started
         return result
     size = BULK_BATCH if bulk else BATCH
