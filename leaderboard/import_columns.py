@@ -12,10 +12,12 @@ per-record path, which skips or stops at the bad record as asked.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
-import secrets
+import math
+import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.db import connection
 from django.utils import timezone
 
 from arena.visitors import keyed_hash
@@ -79,16 +82,60 @@ def _external_ids(
     if "question_id" in part.column_names and not pa.types.is_null(part["question_id"].type):
         ids = pc.cast(part["question_id"], pa.string()).to_pylist()
     missing = [i for i, external_id in enumerate(ids) if not external_id]
-    if missing:
+    if not missing:
+        return ids
+    texts = _json_texts(part) if checked.parquet else None
+    if texts is None:
         records = checked.records(start, stop)
-        for i in missing:
-            digest = json.dumps(records[i], sort_keys=True, ensure_ascii=False, default=str)
-            external_id = "sha256:" + hashlib.sha256(digest.encode()).hexdigest()[:32]
-            seen[external_id] += 1
-            if seen[external_id] > 1:
-                external_id = f"{external_id}#{seen[external_id]}"
-            ids[i] = external_id
+        texts = [
+            json.dumps(records[i], sort_keys=True, ensure_ascii=False, default=str)
+            for i in range(len(ids))
+        ]
+    sha256 = hashlib.sha256
+    for i in missing:
+        external_id = "sha256:" + sha256(texts[i].encode()).hexdigest()[:32]
+        seen[external_id] += 1
+        if seen[external_id] > 1:
+            external_id = f"{external_id}#{seen[external_id]}"
+        ids[i] = external_id
     return ids
+
+
+def _json_texts(part: pa.Table) -> list[str] | None:
+    """Each row of a Parquet table as ``json.dumps(row, sort_keys=True, ensure_ascii=False)``
+    writes the dict ``to_pylist`` gives for it, assembled from each column's values as JSON (a
+    text column: each distinct value once); None for a column of another type than text,
+    boolean, integer or finite float."""
+    names = sorted(part.column_names)
+    values = []
+    for name in names:
+        col = part[name]
+        t = col.type
+        if pa.types.is_dictionary(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
+            values.append(_per_value(part, name, _dumps, "null"))
+        elif (pa.types.is_boolean(t) or pa.types.is_integer(t)) and not col.null_count:
+            python = col.to_pylist()
+            if pa.types.is_boolean(t):
+                values.append(["true" if v else "false" for v in python])
+            else:
+                values.append(list(map(int.__repr__, python)))
+        elif pa.types.is_boolean(t) or pa.types.is_integer(t):
+            values.append(list(map(_dumps, col.to_pylist())))
+        elif pa.types.is_floating(t):
+            floats = col.to_pylist()
+            if col.null_count or not all(map(math.isfinite, floats)):
+                return None  # NaN, infinities and nulls: rare, json.dumps' own spelling
+            values.append(list(map(float.__repr__, floats)))
+        elif pa.types.is_null(t):
+            values.append(["null"] * part.num_rows)
+        else:
+            return None
+    template = "{" + ", ".join(_dumps(name).replace("%", "%%") + ": %s" for name in names) + "}"
+    return [template % row for row in zip(*values, strict=True)]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _per_value(part: pa.Table, name: str, convert: Callable[[Any], Any], missing: Any) -> list[Any]:
@@ -109,6 +156,16 @@ def _numbers(part: pa.Table, name: str, fill: Any, dtype: Any) -> np.ndarray:
     if dtype is np.float64:
         col = pc.cast(col, pa.float64(), safe=False)
     return _numpy(col, dtype, fill)
+
+
+def _times(store: _Rows, tstamp: list[float]) -> list[Any]:
+    """The records' times as :class:`_Rows` stores them (no time: now). On SQLite with the
+    database in UTC, the text ``adapt_datetimefield_value`` makes, without its checks per value."""
+    now, utc = timezone.now(), dt.UTC
+    when = [dt.datetime.fromtimestamp(t, utc) if t == t else now for t in tstamp]
+    if connection.vendor == "sqlite" and connection.timezone is dt.UTC:
+        return [str(w.replace(tzinfo=None)) for w in when]
+    return [store.stored_time(w) for w in when]
 
 
 def _model_ids(store: _Rows, part: pa.Table) -> tuple[list[int], list[int]]:
@@ -137,13 +194,14 @@ def _rows(store: _Rows, part: pa.Table, ids: list[str]) -> list[list[tuple[Any, 
         part, "judge", lambda judge: keyed_hash("judge", f"{source}\0{judge}") if judge else "", ""
     )
     reason = _per_value(part, "exclusion_reason", lambda r: r, "")
-    tstamp = _numbers(part, "tstamp", np.nan, np.float64).tolist()
-    now, utc, stored_time = timezone.now(), dt.UTC, store.stored_time
-    stored = [stored_time(dt.datetime.fromtimestamp(t, utc) if t == t else now) for t in tstamp]
+    stored = _times(store, _numbers(part, "tstamp", np.nan, np.float64).tolist())
     turns = _numbers(part, "turn", 0, np.int64)
     turns[turns == 0] = 1  # `turn or 1`
     blake2b = hashlib.blake2b
-    battle_ids = [secrets.token_urlsafe(16) for _ in range(n)]
+    # 128 random bits and more, URL-safe, as arena.models.new_battle_id: 18 random bytes are 24
+    # characters, of which 22 are kept (132 bits), encoded in one call for the whole batch.
+    encoded = base64.urlsafe_b64encode(os.urandom(18 * n)).decode()
+    battle_ids = [encoded[i : i + 22] for i in range(0, 24 * n, 24)]
     columns: dict[str, list[Any]] = {
         "id": battle_ids, "battle_id": battle_ids,
         "model_a_id": model_a, "model_b_id": model_b,

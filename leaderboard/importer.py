@@ -160,23 +160,29 @@ def _checked(
         yield external_id, record
 
 
-def present_query(source: str, ids: list[str]) -> models.QuerySet[Vote, str]:
-    """The ids among ``ids`` already imported under ``source``. The ``external_id != ''`` term
-    is the unique index's condition: without it SQLite cannot use that index and reads every
-    vote of the source for each batch, so an import slowed down as it went (quadratic)."""
-    return (
-        Vote.objects.filter(source=source, external_id__in=ids)
-        .exclude(external_id="")
-        .order_by()
-        .values_list("external_id", flat=True)
-    )
-
-
 def imported_ids(source: str, ids: list[str]) -> set[str]:
+    """The ids among ``ids`` already imported under ``source``. Raw SQL: preparing 10,000
+    parameters a batch through the ORM's lookups cost more than the queries."""
     present: set[str] = set()
-    for start in range(0, len(ids), 900):  # SQLite's old limit on query parameters
-        present.update(present_query(source, ids[start : start + 900]))
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), 900):  # SQLite's old limit on query parameters
+            chunk = ids[start : start + 900]
+            cursor.execute(present_sql(len(chunk)), [source, *chunk])
+            present.update(row[0] for row in cursor.fetchall())
     return present
+
+
+def present_sql(n: int) -> str:
+    """The query of :func:`imported_ids` for ``n`` ids. The ``external_id != ''`` term is the
+    unique index's condition: without it SQLite cannot use that index and reads every vote of
+    the source for each batch, so an import slowed down as it went (quadratic)."""
+    quote = connection.ops.quote_name
+    marks = ", ".join(["%s"] * n)
+    return (
+        f"SELECT {quote('external_id')} FROM {quote(Vote._meta.db_table)} "
+        f"WHERE {quote('source')} = %s AND {quote('external_id')} IN ({marks}) "
+        f"AND NOT ({quote('external_id')} = '')"
+    )
 
 
 class _Store:

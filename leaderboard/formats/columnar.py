@@ -69,6 +69,7 @@ class Checked:
 
     table: pa.Table
     records: Callable[[int, int], list[Any]]
+    parquet: bool
 
 
 def import_columns(path: Path) -> Checked | None:
@@ -83,7 +84,9 @@ def import_columns(path: Path) -> Checked | None:
 
     def finish(table: pa.Table, raw: Raw, exact: bool) -> Checked:
         _check(table, raw, exact=exact)
-        return Checked(table, _records_of(path, table))
+        from leaderboard.formats.arena import _is_parquet
+
+        return Checked(table, _records_of(path, table), parquet=_is_parquet(path))
 
     return _read(path, finish, every_column=True)
 
