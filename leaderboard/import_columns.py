@@ -18,8 +18,9 @@ import hashlib
 import json
 import math
 import os
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def columns_import(*, path: Path, store: _Rows, progress: Callable[[int], None] 
         if any(len(name) > _NAME_MAX for name in _encode(table[side])[1]):
             return False
     seen: Counter[str] = Counter()
+    clock = _clock()
     for start in range(0, table.num_rows, BULK_BATCH):
         stop = min(start + BULK_BATCH, table.num_rows)
         part = table.slice(start, stop - start)
@@ -66,11 +68,24 @@ def columns_import(*, path: Path, store: _Rows, progress: Callable[[int], None] 
         if keep:
             if len(keep) < len(ids):
                 part, ids = part.take(keep), [ids[i] for i in keep]
-            store.write(_rows(store, part, ids))
+            store.write(_rows(store, part, ids, f"{next(clock):010x}"))
             store.result.without_text += len(keep)
         if progress:
             progress(store.result.read)
     return True
+
+
+def _clock() -> Iterator[int]:
+    """An increasing 40-bit number per batch (the time in units of 16.8 ms, or one more than the
+    last), the prefix of the batch's battle ids: a batch's battles then go into the indexes of
+    the battle id (the battle's key, the vote's unique battle_id, and on PostgreSQL their
+    ``varchar_pattern_ops`` twins) side by side instead of at random places, which took a
+    fifth (SQLite) to a third (PostgreSQL) less CPU per battle. 10 + 22 characters: the
+    column's 32, and the random part alone is as long as a live battle's id."""
+    last = 0
+    while True:
+        last = max(last + 1, time.time_ns() >> 24)
+        yield last
 
 
 def _external_ids(
@@ -185,7 +200,7 @@ def _model_ids(store: _Rows, part: pa.Table) -> tuple[list[int], list[int]]:
     return out[0], out[1]
 
 
-def _rows(store: _Rows, part: pa.Table, ids: list[str]) -> list[list[tuple[Any, ...]]]:
+def _rows(store: _Rows, part: pa.Table, ids: list[str], prefix: str) -> list[list[tuple[Any, ...]]]:
     """The battles' and the votes' rows, in the order of :attr:`_Rows.tables`' fields."""
     n = part.num_rows
     model_a, model_b = _model_ids(store, part)
@@ -198,10 +213,11 @@ def _rows(store: _Rows, part: pa.Table, ids: list[str]) -> list[list[tuple[Any, 
     turns = _numbers(part, "turn", 0, np.int64)
     turns[turns == 0] = 1  # `turn or 1`
     blake2b = hashlib.blake2b
-    # 128 random bits and more, URL-safe, as arena.models.new_battle_id: 18 random bytes are 24
-    # characters, of which 22 are kept (132 bits), encoded in one call for the whole batch.
+    # The batch's prefix (_clock), then 128 random bits and more, URL-safe, as
+    # arena.models.new_battle_id: 18 random bytes are 24 characters, of which 22 are kept
+    # (132 bits), encoded in one call for the whole batch.
     encoded = base64.urlsafe_b64encode(os.urandom(18 * n)).decode()
-    battle_ids = [encoded[i : i + 22] for i in range(0, 24 * n, 24)]
+    battle_ids = [prefix + encoded[i : i + 22] for i in range(0, 24 * n, 24)]
     columns: dict[str, list[Any]] = {
         "id": battle_ids, "battle_id": battle_ids,
         "model_a_id": model_a, "model_b_id": model_b,
@@ -227,6 +243,5 @@ def _rows(store: _Rows, part: pa.Table, ids: list[str]) -> list[list[tuple[Any, 
     for name, value in constant.items():
         columns[name] = [value] * n  # a list: both tables read some
     return [
-        list(zip(*[columns[f.attname] for f in fields], strict=True))
-        for _, fields in store.tables
+        list(zip(*[columns[f.attname] for f in fields], strict=True)) for _, fields in store.tables
     ]

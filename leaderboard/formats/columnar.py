@@ -120,7 +120,9 @@ def _raw_lines(path: Path) -> Iterator[Any]:
 Raw = Callable[[int], tuple[str, Any]]
 
 
-def _read(path: Path, finish: Callable[[pa.Table, Raw, bool], _T], *, every_column: bool) -> _T | None:
+def _read(
+    path: Path, finish: Callable[[pa.Table, Raw, bool], _T], *, every_column: bool
+) -> _T | None:
     from leaderboard.formats.arena import _is_parquet
 
     try:
@@ -142,9 +144,7 @@ def _read(path: Path, finish: Callable[[pa.Table, Raw, bool], _T], *, every_colu
 # --- Formats: each gives the columns (arrow) and a way to fetch one raw record for messages ----
 
 
-def _parquet(
-    path: Path, finish: Callable[[pa.Table, Raw, bool], _T], every_column: bool
-) -> _T:
+def _parquet(path: Path, finish: Callable[[pa.Table, Raw, bool], _T], every_column: bool) -> _T:
     import pyarrow.parquet as pq
 
     try:
@@ -397,9 +397,7 @@ def _battles(
     return _build(table, coded, table.num_rows, anony_only, require_style, raw)
 
 
-def _check(
-    table: pa.Table, raw: Raw, *, exact: bool
-) -> dict[str, tuple[np.ndarray, list[Any]]]:
+def _check(table: pa.Table, raw: Raw, *, exact: bool) -> dict[str, tuple[np.ndarray, list[Any]]]:
     """Raise the per-record error of the first bad record (or :class:`_Slow`); else the encoded
     required text columns."""
     for name in TEXTS:

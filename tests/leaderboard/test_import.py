@@ -490,3 +490,16 @@ def test_the_progress_bar_is_off_when_stderr_is_not_a_terminal(
     call_command("import_battles", str(path), stdout=out)
     assert "62 battles imported" in out.getvalue()
     assert capsys.readouterr().err == ""  # no bar: pytest's captured stderr is no terminal
+
+
+def test_the_columnar_path_gives_a_batch_ids_with_one_prefix_and_a_random_part(
+    db: None, tmp_path: Path
+) -> None:
+    """The prefix keeps a batch's battles side by side in the id indexes; the random part is as
+    long as a live battle's id, and the whole fits the column."""
+    battles_import(path=write_log(text_free_records(), tmp_path / "log.parquet"), source="x")
+    ids = list(Battle.objects.values_list("id", flat=True))
+    assert len(ids) == 62 and len(set(ids)) == 62
+    assert {len(i) for i in ids} == {32} and len({i[:10] for i in ids}) == 1
+    assert len({i[10:] for i in ids}) == 62
+    int(ids[0][:10], 16)
