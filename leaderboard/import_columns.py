@@ -243,5 +243,11 @@ def _rows(store: _Rows, part: pa.Table, ids: list[str], prefix: str) -> list[lis
     for name, value in constant.items():
         columns[name] = [value] * n  # a list: both tables read some
     return [
-        list(zip(*[columns[f.attname] for f in fields], strict=True)) for _, fields in store.tables
+        list(
+            zip(
+                *[columns.get(f.attname) or [store.defaults[f.attname]] * n for f in fields],
+                strict=True,
+            )
+        )
+        for _, fields in store.tables
     ]

@@ -301,6 +301,9 @@ class _Rows(_Store):
         self.tables = [(model, [f for f in model._meta.concrete_fields
                                 if not isinstance(f, models.AutoField)])
                        for model in (Battle, Vote)]  # fmt: skip
+        # Columns an import has nothing to say about (a battle's mode, its share link, ...) get
+        # their model default, so that a field added to Battle or Vote does not break the writer.
+        self.defaults = {f.attname: column_default(f) for _, fields in self.tables for f in fields}
 
     def save(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         if not batch:
@@ -372,10 +375,26 @@ class _Rows(_Store):
             "source": self.source, "external_id": external_id, "anony": record["anony"],
             "prompt_key": key, "simulated": False,
         }  # fmt: skip
+        defaults = self.defaults
         return (
-            tuple([battle[f.attname] for f in self.tables[0][1]]),
-            tuple([vote[f.attname] for f in self.tables[1][1]]),
+            tuple([battle.get(f.attname, defaults[f.attname]) for f in self.tables[0][1]]),
+            tuple([vote.get(f.attname, defaults[f.attname]) for f in self.tables[1][1]]),
         )
+
+
+_NO_DEFAULT = object()
+
+
+def column_default(field: Any) -> Any:
+    """A column's value as the raw-SQL writer stores it when an import does not set it: the
+    model default (JSON as text), else NULL where allowed; a marker that fails loudly at
+    insert otherwise (a new required column the importer must learn about)."""
+    if field.has_default() and not callable(field.default):
+        value = field.get_default()
+        return _json(value) if isinstance(value, list | dict) else value
+    if field.has_default() and field.default in (list, dict):
+        return _json(field.default())
+    return None if field.null else _NO_DEFAULT
 
 
 def _json(value: Any) -> str:
