@@ -28,8 +28,6 @@ from leaderboard.snapshots import leaderboard_snapshot_create
 from leaderboard.tasks import embed_prompt
 from leaderboard.topic_simulation import make_design, topic_strengths
 
-FLAGGED_PROMPT = "forbidden secret flagged prompt"
-
 
 @pytest.fixture(autouse=True)
 def fresh(settings: Any) -> Iterator[None]:
@@ -45,8 +43,10 @@ def fresh(settings: Any) -> Iterator[None]:
 
 def seed_votes(per_topic: int = 120, *, seed: int = 5) -> dict[str, Any]:
     """Votes on prompts of three generated topics, outcomes from each topic's strengths; a
-    quarter of topic 0's battles flagged by moderation, their prompts marked by FLAGGED_PROMPT
-    (the votes stay valid: the flag is on the battle)."""
+    quarter of topic 0's battles flagged by moderation, their prompts returned as ``flagged``
+    (the votes stay valid: the flag is on the battle). The flagged prompts carry no marker
+    words: shared words would make them a topic of their own, which is right for the product
+    but not what these tests are about."""
     rng = np.random.default_rng(seed)
     design = make_design(rng, per_topic=per_topic)
     models = [
@@ -55,11 +55,14 @@ def seed_votes(per_topic: int = 120, *, seed: int = 5) -> dict[str, Any]:
     s = topic_strengths()
     now = timezone.now()
     made = []
+    flagged_texts: set[str] = set()
     for k, prompt in enumerate(design.prompts):
         t, i, j = int(design.topic[k]), int(design.model_a[k]), int(design.model_b[k])
         win = rng.random() < 1 / (1 + np.exp(s[t, j] - s[t, i]))
         flagged = k < per_topic and k % 4 == 3  # a quarter of topic 0
-        text = FLAGGED_PROMPT + " " + prompt if flagged else prompt
+        text = prompt
+        if flagged:
+            flagged_texts.add(prompt)
         battle = Battle.objects.create(
             model_a=models[i], model_b=models[j], visitor_id="v",
             moderation=[{"kind": "answer", "turn": 0}] if flagged else [],
@@ -86,7 +89,7 @@ def seed_votes(per_topic: int = 120, *, seed: int = 5) -> dict[str, Any]:
             )
         )
     Vote.objects.bulk_create(made)
-    return {"design": design, "models": models}
+    return {"design": design, "models": models, "flagged": flagged_texts}
 
 
 def order_agreement(rows: list[dict[str, Any]], topic: int) -> float:
@@ -112,8 +115,7 @@ def test_topics_become_categories_with_terms_and_unflagged_examples(client: Clie
         words = {w for term in topic["terms"] for w in term.split()}
         assert any(words <= v for v in vocab), topic["terms"]
         assert len(topic["examples"]) == 3
-        assert not any(FLAGGED_PROMPT in e for e in topic["examples"])
-        assert not {"forbidden", "secret", "flagged"} & words
+        assert not set(topic["examples"]) & data["flagged"]
         rows = snapshot.topic_results[topic["name"]]["rows"]
         assert rows and all(r["rank"] is not None for r in rows)
     assert PromptSpace.objects.filter(snapshot=snapshot, version=info["version"]).exists()
@@ -200,7 +202,7 @@ def test_explorer_page_shows_topics_and_ranks_per_topic(client: Client) -> None:
     assert 'id="topic-ranks"' in page
     for name in data["design"].names:
         assert f"<td>{name}</td>" in page
-    assert FLAGGED_PROMPT not in page
+    assert not any(text in page for text in data["flagged"])
     prompt = " ".join(data["design"].vocabularies[2][:8])
     page = client.get("/leaderboard/topics", {"prompt": prompt}).content.decode()
     assert 'id="ranking"' in page and "effective battles" in page
