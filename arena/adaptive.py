@@ -81,7 +81,8 @@ def adaptive_pair_probabilities(
     ----------
     battles : array of float, shape (n, n)
         Battles fought so far between each two models, in either order (``battles[i, j] +
-        battles[j, i]`` is used; ``leaderboard.pairs.battle_count_matrix`` halved, or the ordered
+        battles[j, i]`` is used; ``leaderboard.engine.pairs.battle_count_matrix`` halved, or the
+        ordered
         counts). Only counts: the plan must not depend on outcomes (module docstring).
     weights : array of float, optional
         Operator weights as for the `weighted` policy (default all 1). A weight of 0 excludes the

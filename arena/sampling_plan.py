@@ -21,8 +21,8 @@ from arena import selectors
 from arena.adaptive import adaptive_pair_probabilities, battle_shares, pair_cdf, pair_draw
 from arena.models import ArenaModel, SamplingPlan, SamplingPolicy, Vote
 from arena.sampling import pair_sample
-from leaderboard.battles import battles_aggregated, model_names, valid_votes
-from leaderboard.pairs import aggregate_counts, battle_count_matrix
+from leaderboard.engine.pairs import aggregate_counts, battle_count_matrix
+from leaderboard.pipeline.battles import battles_aggregated, model_names, valid_votes
 
 PLANS_KEPT = 10
 

@@ -34,7 +34,7 @@ from arena.models import (
 from arena.ratelimit import Limit, ratelimit_spend
 from arena.sampling import NotEnoughModels
 from arena.sampling_plan import plan_pair_draw
-from leaderboard.formats.records import prompt_hash
+from leaderboard.data.formats.records import prompt_hash
 from workers import app as celery_app
 from workers.backends.base import Finish, Message
 

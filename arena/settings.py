@@ -350,7 +350,8 @@ ARENA_ANOMALY_ALPHA = envfloat("ARENA_ANOMALY_ALPHA", 0.01, minimum=1e-12, maxim
 ARENA_ANOMALY_BURST_VOTES = envint("ARENA_ANOMALY_BURST_VOTES", 30, minimum=1)
 ARENA_ANOMALY_BURST_SECONDS = envint("ARENA_ANOMALY_BURST_SECONDS", 600, minimum=1)
 ARENA_ANOMALY_SIDE_MIN_VOTES = envint("ARENA_ANOMALY_SIDE_MIN_VOTES", 20, minimum=1)
-# The categories are data: each is a subset of the valid votes (see leaderboard/categories.py).
+# The categories are data: each is a subset of the valid votes (see
+# leaderboard/pipeline/categories.py).
 # Columns: language (a tag such as "en"), is_english, turns, prompt_chars, is_code, tstamp.
 ARENA_CATEGORIES: list[dict[str, object]] = [
     {"name": "overall"},

@@ -59,7 +59,7 @@ from arena.adaptive import (  # noqa: E402
     pair_draw,
 )
 from arena.sampling import pair_probabilities  # noqa: E402
-from leaderboard.ratings import (  # noqa: E402
+from leaderboard.engine.ratings import (  # noqa: E402
     aggregate_counts,
     comparison_structure,
     fit_bradley_terry,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from leaderboard.embeddings import EmbeddingsError, prompt_vector_compute
-from leaderboard.flags import voter_flags_update
+from leaderboard.pipeline.embeddings import EmbeddingsError, prompt_vector_compute
+from leaderboard.pipeline.flags import voter_flags_update
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 from leaderboard.signals import EMBED_PROMPT_TASK
-from leaderboard.snapshots import leaderboard_snapshot_create
 from workers import app
 
 
@@ -30,6 +30,7 @@ def refresh_leaderboard() -> int | None:
     max_retries=5,
 )
 def embed_prompt(vote_id: int) -> bool:
-    """Store the vector of one vote's prompt (leaderboard/embeddings.py); False when there is
+    """Store the vector of one vote's prompt (leaderboard/pipeline/embeddings.py); False when there
+    is
     nothing to compute it with yet (local method before the first snapshot)."""
     return prompt_vector_compute(vote_id=vote_id) is not None

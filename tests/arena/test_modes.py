@@ -26,10 +26,10 @@ from arena.models import (
     Vote,
 )
 from arena.streams import redis_client
-from leaderboard import battles as battle_data
-from leaderboard.chat_export import chat_feedback_records
-from leaderboard.export import preferences_export
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.data.chat_export import chat_feedback_records
+from leaderboard.data.export import preferences_export
+from leaderboard.pipeline import battles as battle_data
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 from tests.conftest import answer_play
 
 VISITOR = "visitor-1"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leaderboard.ratings import Battles
+from leaderboard.engine.ratings import Battles
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def simulate(
     with ``style`` (coefficients), per-side style counts are drawn and enter the log-odds through
     the standardised features.
     """
-    from leaderboard.style import style_features
+    from leaderboard.engine.style import style_features
 
     n = strengths.size
     a = rng.integers(0, n, n_battles)

@@ -10,10 +10,10 @@ from django.test import override_settings
 from django.utils import timezone
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard import battles as battle_data
-from leaderboard.dedup import dedup_mask, prompt_cap
-from leaderboard.formats.records import prompt_hash
-from leaderboard.snapshots import downsampled_reason, leaderboard_snapshot_create
+from leaderboard.data.formats.records import prompt_hash
+from leaderboard.engine.dedup import dedup_mask, prompt_cap
+from leaderboard.pipeline import battles as battle_data
+from leaderboard.pipeline.snapshots import downsampled_reason, leaderboard_snapshot_create
 
 
 def zipf_keys(seed: int, n: int = 5000) -> np.ndarray:

@@ -10,10 +10,10 @@ from django.test import Client
 from django.utils import timezone
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard import battles as battle_data
-from leaderboard.categories import Category, category_mask
-from leaderboard.ratings import compute_leaderboard
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.engine.ratings import compute_leaderboard
+from leaderboard.pipeline import battles as battle_data
+from leaderboard.pipeline.categories import Category, category_mask
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 
 # The SQL-aggregated fit and the per-battle fit solve the same problem to the same tolerance.
 RATING_ATOL = 1e-6

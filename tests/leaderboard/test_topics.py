@@ -22,11 +22,12 @@ from django.utils import timezone
 from scipy.stats import kendalltau
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard import embeddings, selectors
+from leaderboard.engine.topic_simulation import make_design, topic_strengths
 from leaderboard.models import LeaderboardSnapshot, PromptSpace, PromptVector
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.pages import selectors
+from leaderboard.pipeline import embeddings
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 from leaderboard.tasks import embed_prompt
-from leaderboard.topic_simulation import make_design, topic_strengths
 
 FLAGGED_PROMPT = "forbidden secret flagged prompt"
 

@@ -15,9 +15,9 @@ from django.test import Client
 from django.utils import timezone
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard import selectors
 from leaderboard.models import LeaderboardSnapshot
-from leaderboard.snapshots import category_result, leaderboard_snapshot_create
+from leaderboard.pages import selectors
+from leaderboard.pipeline.snapshots import category_result, leaderboard_snapshot_create
 from tests.leaderboard.conftest import simulate
 
 STRENGTHS = {"alpha": 1.2, "bravo": 0.8, "charlie": 0.4, "delta": 0.0, "retired": 0.6}

@@ -16,10 +16,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard import battles as battle_data
-from leaderboard.flags import voter_flags_update
 from leaderboard.models import LeaderboardSnapshot, VoterFlag
-from leaderboard.snapshots import FLAGGED_VOTER_REASON, leaderboard_snapshot_create
+from leaderboard.pipeline import battles as battle_data
+from leaderboard.pipeline.flags import voter_flags_update
+from leaderboard.pipeline.snapshots import FLAGGED_VOTER_REASON, leaderboard_snapshot_create
 from leaderboard.tasks import refresh_leaderboard
 
 STRENGTHS = {"m0": 0.0, "m1": 0.5, "m2": 1.0, "m3": 1.5}
@@ -187,8 +187,8 @@ def test_an_imported_logs_judges_are_tested_against_their_own_log(
     and the transparency data counts each source apart."""
     import json
 
-    from leaderboard.flags import voter_summary
-    from leaderboard.importer import battles_import
+    from leaderboard.data.importer import battles_import
+    from leaderboard.pipeline.flags import voter_summary
 
     rng = np.random.default_rng(3)
     records = [
