@@ -56,6 +56,8 @@ lint: $(DEV_STAMP)
 	$(PY) -m ruff format --check .
 	ARENA_DEMO=1 $(PY) manage.py makemigrations --check --dry-run
 	ARENA_DEMO=1 $(PY) -m mypy  # the Django plugin imports the settings
+	$(VENV)/bin/lint-imports  # the layers ([tool.importlinter] in pyproject.toml)
+	$(PY) scripts/import_cycles.py  # no two modules import each other, tests and benchmarks included
 
 bench: $(DEV_STAMP)
 	$(PY) benchmarks/ratings.py

@@ -27,6 +27,7 @@ from django.db import transaction
 
 from arena import selectors, services
 from arena.errors import Conflict, InvalidInput, NotFound, Unavailable
+from arena.messages import Message
 from arena.models import (
     AnswerFeedback,
     ArenaModel,
@@ -38,7 +39,6 @@ from arena.models import (
     Side,
     Turn,
 )
-from workers.backends.base import Message
 
 log = logging.getLogger(__name__)
 

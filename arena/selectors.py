@@ -6,6 +6,7 @@ from typing import Any
 
 from arena.errors import Forbidden, NotFound
 from arena.images import image_data_url
+from arena.messages import Message
 from arena.models import (
     ArenaModel,
     Battle,
@@ -17,7 +18,6 @@ from arena.models import (
     Turn,
     Vote,
 )
-from workers.backends.base import Message
 
 
 def battle_get(*, battle_id: str, visitor_id: str) -> Battle:

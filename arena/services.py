@@ -20,7 +20,9 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from arena import anonymity, context, facts, images, metrics, moderation, selectors, streams
+from arena.celery import app as celery_app
 from arena.errors import Conflict, InvalidInput, Refused, Unavailable
+from arena.messages import Finish, Message
 from arena.models import (
     CHOICES,
     ArenaModel,
@@ -31,12 +33,10 @@ from arena.models import (
     Turn,
     Vote,
 )
+from arena.prompts import prompt_hash
 from arena.ratelimit import Limit, ratelimit_spend
-from arena.sampling import NotEnoughModels
-from arena.sampling_plan import plan_pair_draw
-from leaderboard.data.formats.records import prompt_hash
-from workers import app as celery_app
-from workers.backends.base import Finish, Message
+from arena.sampling.plan import plan_pair_draw
+from arena.sampling.policy import NotEnoughModels
 
 log = logging.getLogger(__name__)
 

@@ -432,10 +432,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.probe_unhealthy_models",
         "schedule": float(ARENA_HEALTH_PROBE_SECONDS),
     },
-    "refresh-sampling-plan": {
-        "task": "arena.tasks.refresh_sampling_plan",
-        "schedule": float(ARENA_LEADERBOARD_REFRESH_SECONDS),
-    },
+    # The snapshot, and with it the adaptive sampling plan (leaderboard/tasks.py).
     "refresh-leaderboard": {
         "task": "leaderboard.tasks.refresh_leaderboard",
         "schedule": float(ARENA_LEADERBOARD_REFRESH_SECONDS),

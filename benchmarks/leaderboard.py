@@ -57,9 +57,9 @@ def seed(votes: int, battles: int) -> None:
     from django.db import connection, transaction
 
     from arena.models import ArenaModel
+    from leaderboard.engine.simulation import simulate
     from leaderboard.models import LeaderboardSnapshot
     from leaderboard.pipeline.snapshots import category_result
-    from tests.leaderboard.conftest import simulate
 
     started = time.monotonic()
     ArenaModel.objects.bulk_create(

@@ -172,7 +172,7 @@ def case_parse(n: int, rounds: int) -> dict[str, float]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from leaderboard.data.formats.arena import read_battle_log
+    from leaderboard.data.formats.reader import read_battle_log
 
     df = frame(n)
     df["tstamp"] = np.arange(n, dtype=np.float64)

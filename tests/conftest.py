@@ -171,7 +171,7 @@ def live_server_url(django_db_setup: None) -> Iterator[str]:
 def answer_play(response: Response, text: str = "an answer") -> None:
     """Play the worker without one: claim and complete one response through the services."""
     from arena import services
-    from workers.backends.base import Finish
+    from arena.messages import Finish
 
     claimed = services.response_claim(response_id=response.id)
     assert claimed is not None

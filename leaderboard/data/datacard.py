@@ -16,7 +16,7 @@ import pyarrow as pa
 from leaderboard.data.formats.records import RecordFormat
 
 if TYPE_CHECKING:
-    from leaderboard.data.export import ExportResult
+    from leaderboard.data.selection import ExportResult
 
 _SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
           (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"))  # fmt: skip

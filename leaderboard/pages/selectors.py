@@ -17,7 +17,7 @@ from django.conf import settings
 
 from arena.errors import NotFound
 from arena.models import ArenaModel
-from arena.sampling import pair_probabilities
+from arena.sampling.policy import pair_probabilities
 from leaderboard.models import LeaderboardSnapshot
 from leaderboard.pages import plots
 from leaderboard.pipeline.snapshots import LANGUAGE_MIN_VOTES, MIN_BATTLES

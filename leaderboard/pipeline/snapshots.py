@@ -29,18 +29,19 @@ from leaderboard.pipeline.embeddings import method as embeddings_method
 from leaderboard.pipeline.flags import voter_summary
 from leaderboard.pipeline.topic_snapshots import prompt_space_store, topic_snapshot
 
+# Relative to leaderboard/.
 _ENGINE_FILES = (
-    "ratings.py",
-    "bt.py",
-    "intervals.py",
-    "pairs.py",
-    "style.py",
-    "categories.py",
-    "battles.py",
-    "snapshots.py",
-    "dedup.py",
-    "topics.py",
-    "topic_snapshots.py",
+    "engine/ratings.py",
+    "engine/bt.py",
+    "engine/intervals.py",
+    "engine/pairs.py",
+    "engine/style.py",
+    "pipeline/categories.py",
+    "pipeline/battles.py",
+    "pipeline/snapshots.py",
+    "engine/dedup.py",
+    "engine/topics.py",
+    "pipeline/topic_snapshots.py",
 )
 
 
@@ -49,7 +50,7 @@ def code_version() -> str:
     """A hash of the ratings code: a snapshot records which computation made it."""
     digest = hashlib.sha256()
     for name in _ENGINE_FILES:
-        digest.update((Path(__file__).parent / name).read_bytes())
+        digest.update((Path(__file__).parents[1] / name).read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -10,9 +10,10 @@ from scipy import stats
 
 from arena import selectors, services
 from arena.models import ArenaModel, Battle, SamplingPlan, Vote
-from arena.sampling import pair_probabilities
-from arena.sampling_plan import plan_pair_draw, sampling_plan_create, sampling_plan_refresh
+from arena.sampling.plan import plan_pair_draw
+from arena.sampling.policy import pair_probabilities
 from arena.streams import redis_client
+from leaderboard.pipeline.sampling_plan import sampling_plan_create, sampling_plan_refresh
 
 ALPHA = 1e-4  # chi-square level: a correct sampler fails one run in ten thousand
 

@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from arena import services
 from arena.errors import Conflict, InvalidInput, RateLimited, Unavailable
+from arena.messages import Finish
 from arena.models import ArenaModel, Battle, Outcome, Response, ResponseStatus, Turn, Vote
 from arena.streams import redis_client
 from tests.conftest import answer_play as _answer
-from workers.backends.base import Finish
 
 VISITOR = "visitor-1"
 OTHER = "visitor-2"

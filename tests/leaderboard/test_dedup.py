@@ -10,7 +10,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard.data.formats.records import prompt_hash
+from arena.prompts import prompt_hash
 from leaderboard.engine.dedup import dedup_mask, prompt_cap
 from leaderboard.pipeline import battles as battle_data
 from leaderboard.pipeline.snapshots import downsampled_reason, leaderboard_snapshot_create

@@ -14,7 +14,7 @@ import pytest
 from arena import services
 from arena.models import ArenaModel, Battle, Response, ResponseStatus, Vote
 from arena.streams import redis_client
-from leaderboard.data.formats.arena import read_battle_log
+from leaderboard.data.formats.reader import read_battle_log
 from leaderboard.management.commands.rank import rank_file
 from leaderboard.pipeline import battles as battle_data
 from leaderboard.pipeline.categories import category_mask

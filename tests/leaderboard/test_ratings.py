@@ -13,7 +13,7 @@ import pytest
 from arena_rank.models.bradley_terry import BradleyTerry, fit_single_bootstrap_sample
 from arena_rank.utils.data_utils import PairDataset
 
-from leaderboard.data.formats.arena import read_battle_log
+from leaderboard.data.formats.reader import read_battle_log
 from leaderboard.engine import ratings as R
 from leaderboard.engine.style import fit_style_control, style_features, style_sandwich_covariance
 from leaderboard.pipeline.categories import Category, category_mask, compute_category_leaderboards

@@ -193,45 +193,6 @@ def _is_parquet(path: Path) -> bool:
     return magic == b"PAR1" or path.suffix == ".parquet"
 
 
-def read_battle_log(
-    path: str | Path,
-    *,
-    anony_only: bool = False,
-    require_style: bool = False,
-    columnar: bool = True,
-) -> Battles:
-    """Read a battle log file (JSON array, JSON Lines, Parquet, or the 55k CSV layout): the
-    files ``import_battles`` reads, record by record with the importer's checks and facts.
-
-    A log without texts is read in columns (:mod:`leaderboard.data.formats.columnar`): the same
-    battles, or the same error, as record by record, which ``columnar=False`` forces.
-
-    Raises
-    ------
-    BattleLogError
-        The file is missing, unreadable or holds a bad record.
-    """
-    from leaderboard.data.formats.pairwise import is_pairwise, record_from_pairwise
-
-    path = Path(path)
-    if _is_parquet(path):
-        _parquet_columns_check(path)
-    if columnar:
-        from leaderboard.data.formats.columnar import read_columns
-
-        battles = read_columns(path, anony_only=anony_only, require_style=require_style)
-        if battles is not None:
-            return battles
-
-    def records() -> Iterator[tuple[str, Any]]:
-        for where, raw in battle_records(path):
-            if not isinstance(raw, BattleLogError) and is_pairwise(raw):
-                raw = record_from_pairwise(where, raw)
-            yield where, raw
-
-    return _build(records(), anony_only, require_style)
-
-
 # --- Record by record: the importer and the reader above -----------------------------------------
 # One validated dict at a time, so a large log streams and the importer can skip a bad record
 # instead of stopping the whole read; `read_battle_log` stops at it.

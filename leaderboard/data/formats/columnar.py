@@ -1,4 +1,4 @@
-"""The fast path of :func:`leaderboard.data.formats.arena.read_battle_log`: a log without texts,
+"""The fast path of :func:`leaderboard.data.formats.reader.read_battle_log`: a log without texts,
 read
 in columns.
 

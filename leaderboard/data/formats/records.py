@@ -15,13 +15,21 @@ counts the reasons). Each format has a fixed pyarrow schema: every field always 
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+
+# The prompt identity is the arena's (Vote.prompt_key); the formats use it from here.
+from arena.prompts import (  # noqa: F401
+    has_text,
+    normalise,
+    prompt_hash,
+    prompt_key,
+    question_id,
+    user_prompts,
+)
 
 Row = Mapping[str, Any]
 Records = list[dict[str, Any]]
@@ -34,8 +42,6 @@ SKIP_NO_TEXT = "imported without conversation text"
 SKIP_TIE = "tie (no preferred answer)"
 SKIP_BOTH_BAD = "both bad (no preferred answer)"
 SKIP_MULTI_TURN = "the two sides do not share the whole prompt (multi-turn)"
-
-_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -61,36 +67,6 @@ class RecordFormat:
     columns: Mapping[str, str]
     task_categories: Sequence[str] = ()
     tags: Sequence[str] = field(default_factory=tuple)
-
-
-def normalise(text: str) -> str:
-    """A prompt as compared for splits and duplicates: NFKC, case-folded, whitespace collapsed."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-
-
-def question_id(row: Row) -> str:
-    """The imported record's id when there is one, else the battle id (random, not personal)."""
-    return str(row["external_id"] or row["battle_id"])
-
-
-def has_text(row: Row) -> bool:
-    return bool(row["conversation_a"]) and bool(row["conversation_b"])
-
-
-def user_prompts(conversation: Sequence[Mapping[str, str]]) -> list[str]:
-    return [m["content"] for m in conversation if m["role"] == "user"]
-
-
-def prompt_key(row: Row) -> str:
-    """The normalised first prompt; for a battle without text, its question id (never shared)."""
-    prompts = user_prompts(row["conversation_a"]) if has_text(row) else []
-    return normalise(prompts[0]) if prompts else f"\0id:{question_id(row)}"
-
-
-def prompt_hash(row: Row) -> str:
-    """:func:`prompt_key` as 32 hex digits: what ``Vote.prompt_key`` stores, so that the database
-    can group the votes by prompt (a prompt can be long; its hash is an index's size)."""
-    return hashlib.blake2b(prompt_key(row).encode(), digest_size=16).hexdigest()
 
 
 def stable_fraction(key: str, *, seed: int) -> float:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from leaderboard.data.formats.arena import read_battle_log
+from leaderboard.data.formats.reader import read_battle_log
 from leaderboard.engine.ratings import ConvergenceError, Leaderboard, compute_leaderboard
 
 # Progress lines go to stderr when a bootstrap is expected to take more than a moment.

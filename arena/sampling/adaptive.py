@@ -1,8 +1,10 @@
 """Who fights whom, `adaptive`: battles go to the models the arena knows least, by counts alone.
 
-The beat task (``arena.sampling_plan``) calls :func:`adaptive_pair_probabilities` with the number
+The beat task (``leaderboard.pipeline.sampling_plan``) calls :func:`adaptive_pair_probabilities`
+with the number
 of valid battles between each two models in the pool; it returns an (n, n) matrix of ordered-pair
-probabilities like :func:`arena.sampling.pair_probabilities`. :func:`pair_cdf` flattens it into a
+probabilities like :func:`arena.sampling.policy.pair_probabilities`. :func:`pair_cdf` flattens it
+into a
 cumulative table and :func:`pair_draw` draws one battle from that table by binary search: a few
 microseconds for 200 models, so the request path does no linear algebra.
 
@@ -51,7 +53,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from arena.sampling import pair_probabilities
+from arena.sampling.policy import pair_probabilities
 
 Float = NDArray[np.float64]
 
@@ -105,7 +107,7 @@ def adaptive_pair_probabilities(
 
     Raises
     ------
-    arena.sampling.NotEnoughModels
+    arena.sampling.policy.NotEnoughModels
         Fewer than two models with a positive weight.
     ValueError
         Inputs of the wrong shape or out of range.

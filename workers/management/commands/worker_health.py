@@ -17,8 +17,8 @@ from typing import Any
 import redis
 from django.core.management.base import BaseCommand, CommandParser
 
+from arena.heartbeat import heartbeat_redis, max_age_s, workers_alive
 from workers import app
-from workers.heartbeat import heartbeat_redis, max_age_s, workers_alive
 
 
 class Command(BaseCommand):
