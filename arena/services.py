@@ -285,8 +285,9 @@ def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:
             _require_all(responses, ResponseStatus.DONE, action="vote")
         # Only now: a vote refused as too early (or on a finished battle) spends no budget.
         _rate_limit([(f"vote:{visitor_id}", settings.ARENA_VOTES_PER_MINUTE, 60)], what="votes")
-        conversation_a = selectors.battle_conversation(battle, Side.A)
-        conversation_b = selectors.battle_conversation(battle, Side.B)
+        # From the turns read above: the battle's rows are read once per vote.
+        conversation_a = selectors.turns_conversation(turns, Side.A)
+        conversation_b = selectors.turns_conversation(turns, Side.B)
         prompts = [turn.prompt for turn, _ in turns]
         answers = [m["content"] for m in conversation_a + conversation_b if m["role"] != "user"]
         invalid_reason = vote_invalid_reason(

@@ -446,7 +446,7 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "arena.logs.JsonFormatter"},
     },
-    # Web processes and Celery workers alike (workers/__init__.py keeps Celery from replacing it).
+    # Web processes and Celery workers alike (arena/celery.py keeps Celery from replacing it).
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": ARENA_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # httpx logs every request at INFO: one line per generation in a worker is noise.

@@ -20,7 +20,7 @@ from django.conf import settings
 
 from arena.models import ArenaModel, SamplingPlan, SamplingPolicy
 from arena.sampling.adaptive import adaptive_pair_probabilities, battle_shares, pair_cdf, pair_draw
-from arena.sampling.policy import pair_sample
+from arena.sampling.policy import pair_probabilities, pair_sample
 
 PLANS_KEPT = 10
 
@@ -71,3 +71,25 @@ def plan_pair_draw(pool: Sequence[ArenaModel], rng: np.random.Generator) -> tupl
     if not restricted.sum() > 0:
         return pair_sample(weights, rng)
     return pair_draw(pair_cdf(restricted), rng)
+
+
+def policy_battle_shares(pool: Sequence[ArenaModel]) -> list[float]:
+    """Each model's expected share of new battles (the shares sum to 2) under the pair
+    probabilities `plan_pair_draw` draws from for `pool`: the latest adaptive plan cut to the
+    pool, or the weights where the weighted policy applies (policy, no plan yet, a model the plan
+    has not seen). The transparency table shows these, so it shows what the arena does."""
+    if len(pool) < 2:
+        return [0.0] * len(pool)
+    weights = [m.sampling_weight for m in pool]
+    probabilities = pair_probabilities(weights)
+    if settings.ARENA_SAMPLING_POLICY == SamplingPolicy.ADAPTIVE:
+        latest = sampling_plan_latest()
+        if latest is not None:
+            names, plan = _plan_arrays(latest.id)
+            slot = {name: k for k, name in enumerate(names)}
+            if all(m.name in slot for m in pool):
+                keep = [slot[m.name] for m in pool]
+                restricted = plan[np.ix_(keep, keep)]
+                if restricted.sum() > 0:
+                    probabilities = restricted / restricted.sum()
+    return [float(s) for s in battle_shares(probabilities)]

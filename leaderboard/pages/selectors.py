@@ -17,7 +17,7 @@ from django.conf import settings
 
 from arena.errors import NotFound
 from arena.models import ArenaModel
-from arena.sampling.policy import pair_probabilities
+from arena.sampling.plan import policy_battle_shares
 from leaderboard.models import LeaderboardSnapshot
 from leaderboard.pages import plots
 from leaderboard.pipeline.snapshots import LANGUAGE_MIN_VOTES, MIN_BATTLES
@@ -301,15 +301,15 @@ def leaderboard_plots(
 
 
 def sampling_rows(payload: Payload, models: dict[str, ArenaModel]) -> list[dict[str, Any]]:
-    """Every model's sampling weight, the share of battles the policy gives it today, and the
-    share of the valid battles it actually fought (in % of battles; two models per battle)."""
+    """Every model's sampling weight, the share of battles the active policy gives it today (the
+    adaptive plan's when that policy draws), and the share of the valid battles it actually
+    fought (in % of battles; two models per battle)."""
     stats = payload.details.get("models", {})
     pool = [m for m in models.values() if m.enabled and m.healthy and m.sampling_weight > 0]
     expected: dict[str, float] = {}
     if len(pool) >= 2:
-        p = pair_probabilities([m.sampling_weight for m in pool])
-        share = p.sum(axis=0) + p.sum(axis=1)
-        expected = {m.name: float(s) for m, s in zip(pool, share.tolist(), strict=True)}
+        shares = policy_battle_shares(pool)
+        expected = {m.name: s for m, s in zip(pool, shares, strict=True)}
     names = sorted(set(models) | set(stats))
     rows = []
     for name in names:

@@ -144,3 +144,21 @@ def test_a_plan_is_made_when_two_rateable_groups_met_one_way(arena_with_votes) -
         )  # fmt: skip
     plan = sampling_plan_refresh()
     assert plan is not None and np.isfinite(plan.probabilities).all()
+
+
+@override_settings(ARENA_SAMPLING_POLICY="adaptive")
+def test_the_transparency_table_shows_the_shares_the_plan_draws_by(arena_with_votes) -> None:
+    """The leaderboard's sampling table said "expected" from the weights even when the adaptive
+    plan was drawing, which gives the newcomer far more battles: it shows the plan's shares."""
+    from leaderboard.pages.selectors import Payload, sampling_rows
+
+    plan = sampling_plan_refresh()
+    assert plan is not None
+    models = {m.name: m for m in ArenaModel.objects.all()}
+    rows = {r["model"]: r for r in sampling_rows(Payload({}, {}, []), models)}
+    for name, share in zip(plan.pool, plan.shares, strict=True):
+        assert rows[name]["expected_share"] == pytest.approx(share, rel=1e-9)
+    assert rows["m4"]["expected_share"] > 1.5 * 2 / 5  # not the weighted share
+    with override_settings(ARENA_SAMPLING_POLICY="weighted"):
+        rows = {r["model"]: r for r in sampling_rows(Payload({}, {}, []), models)}
+        assert rows["m4"]["expected_share"] == pytest.approx(2 / 5)
