@@ -19,7 +19,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings")
 
 app = Celery("workers")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["workers", "arena", "leaderboard"])
+# The tasks are the workers' and the leaderboard's; the arena has none (it enqueues by name).
+app.autodiscover_tasks(["workers", "leaderboard"])
 
 
 @setup_logging.connect

@@ -321,7 +321,7 @@ def test_a_vote_reads_the_battles_turns_and_answers_once(cast: dict) -> None:
     battle = _new_battle()
     _answer_all(battle)
     with CaptureQueriesContext(connection) as queries:
-        vote = services.vote_record(battle=battle, visitor_id=VISITOR, choice="model_a")
+        vote = services.vote_record(battle=battle, visitor_id=VISITOR, choice="a")
     turn_reads = [q["sql"] for q in queries if 'FROM "arena_turn"' in q["sql"]]
     assert len(turn_reads) == 1, turn_reads
     assert [m["role"] for m in vote.conversation_a] == ["user", "assistant"]
