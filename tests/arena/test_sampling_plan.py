@@ -14,6 +14,7 @@ from arena.sampling.plan import plan_pair_draw
 from arena.sampling.policy import pair_probabilities
 from arena.streams import redis_client
 from leaderboard.pipeline.sampling_plan import sampling_plan_create, sampling_plan_refresh
+from tests.factories import vote_build, votes_store
 
 ALPHA = 1e-4  # chi-square level: a correct sampler fails one run in ten thousand
 
@@ -31,14 +32,8 @@ def arena_with_votes(db: None) -> list[ArenaModel]:
     for _ in range(600):
         i, j = rng.choice(4, size=2, replace=False)
         won = rng.random() < 1 / (1 + np.exp(strength[j] - strength[i]))
-        battle = Battle.objects.create(model_a=models[i], model_b=models[j], visitor_id="v")
-        votes.append(
-            Vote(battle=battle, model_a=models[i], model_b=models[j],
-                 outcome="model_a" if won else "model_b", visitor_id="v", conversation_a=[],
-                 conversation_b=[], turns=1, prompt_chars=10,
-                 battle_started_at=battle.created_at)
-        )  # fmt: skip
-    Vote.objects.bulk_create(votes)
+        votes.append(vote_build(models[i], models[j], "model_a" if won else "model_b"))
+    votes_store(votes)
     return models
 
 

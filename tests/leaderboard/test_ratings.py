@@ -15,9 +15,10 @@ from arena_rank.utils.data_utils import PairDataset
 
 from leaderboard.data.formats.reader import read_battle_log
 from leaderboard.engine import ratings as R
+from leaderboard.engine.simulation import simulate
 from leaderboard.engine.style import fit_style_control, style_features, style_sandwich_covariance
 from leaderboard.pipeline.categories import Category, category_mask, compute_category_leaderboards
-from tests.leaderboard.conftest import refdata_dir, simulate
+from tests.leaderboard.conftest import refdata_dir
 
 # The issue's agreement targets: ratings within 1e-3 Elo, sandwich intervals within 1%.
 ELO_ATOL = 1e-3
@@ -514,7 +515,7 @@ def test_leaderboard_rows_are_best_first_with_the_documented_keys():
 
 def test_a_model_with_few_battles_does_not_widen_the_others_intervals() -> None:
     """A newcomer's wild bootstrap swings must not drag the anchor of everyone else."""
-    from tests.leaderboard.conftest import simulate
+    from leaderboard.engine.simulation import simulate
 
     rng = np.random.default_rng(8)
     settled = simulate(rng, np.array([0.0, 0.3, 0.6, 0.9, 1.2]), 4000)
@@ -539,7 +540,7 @@ def test_a_model_with_few_battles_does_not_widen_the_others_intervals() -> None:
 
 def test_ranks_count_only_models_of_the_same_group() -> None:
     """Two groups that never met each have their own rank 1."""
-    from tests.leaderboard.conftest import simulate
+    from leaderboard.engine.simulation import simulate
 
     rng = np.random.default_rng(4)
     first = simulate(rng, np.array([0.0, 1.0, 2.0]), 3000)
