@@ -6,8 +6,7 @@ Prints one table row per (case, interval method): the lowest, mean and highest p
 of arenas whose interval covered the centred true strength, model 0's (the thin model in the
 thin cases), and the Monte-Carlo standard error of one model's share. The cases and what
 "covers" means are in ``leaderboard/engine/coverage.py``; ``tests/leaderboard/test_coverage.py`` is
-the
-short version that CI runs.
+the short version that CI runs.
 """
 
 from __future__ import annotations

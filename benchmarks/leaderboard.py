@@ -11,10 +11,9 @@ Steps, each timed:
    must not care how many votes there are.
 3. The snapshot is built from generated arrays (200 models, strengths N(0, 1), `--battles`
    battles) through the ratings engine (`leaderboard.pipeline.snapshots.category_result`), one
-   result per
-   category over a random subset, as `leaderboard_snapshot_create` would store it; fitting the 10M
-   stored rows themselves would take the snapshot job minutes and is not what is measured here.
-   60 older snapshots carry the rating history.
+   result per category over a random subset, as `leaderboard_snapshot_create` would store it;
+   fitting the 10M stored rows themselves would take the snapshot job minutes and is not what is
+   measured here. 60 older snapshots carry the rating history.
 4. One uvicorn process serves the app; `--clients` concurrent httpx clients request /leaderboard,
    then /api/leaderboard, then a static file, `--requests` requests each, after a warm-up.
 

@@ -20,13 +20,11 @@ Shapes (rating points; 400 points are odds of 10 to 1):
 - ``newcomer``: 30 models settled by 100,000 uniform votes, then a new model (rated 1100) joins.
 
 Policies: ``uniform`` (equal weights), ``weighted`` (``arena.sampling.policy.pair_probabilities``
-with
-the arena's hand-tuned weights: a newer quarter of the models, or the newcomer, weighted 2x),
+with the arena's hand-tuned weights: a newer quarter of the models, or the newcomer, weighted 2x),
 ``boost-W`` (newcomer shape only: the newcomer weighted W, for W in ``BOOSTS``, to find the best
 fixed boost in hindsight) and ``adaptive`` (``arena.sampling.adaptive`` from the battle counts,
-equal
-weights, horizon = step). Every policy runs from the same seeds; each seed's settled history is
-shared by the policies.
+equal weights, horizon = step). Every policy runs from the same seeds; each seed's settled history
+is shared by the policies.
 
 The bias study (``--bias RUNS``): 12 models from 600 to 1400 points, 6,000 votes, a new plan every
 500, RUNS runs per policy with paired outcome noise (``paired_runs``); it reports how far the

@@ -1,12 +1,10 @@
 """Who fights whom, `adaptive`: battles go to the models the arena knows least, by counts alone.
 
 The beat task (``leaderboard.pipeline.sampling_plan``) calls :func:`adaptive_pair_probabilities`
-with the number
-of valid battles between each two models in the pool; it returns an (n, n) matrix of ordered-pair
-probabilities like :func:`arena.sampling.policy.pair_probabilities`. :func:`pair_cdf` flattens it
-into a
-cumulative table and :func:`pair_draw` draws one battle from that table by binary search: a few
-microseconds for 200 models, so the request path does no linear algebra.
+with the number of valid battles between each two models in the pool; it returns an (n, n) matrix of
+ordered-pair probabilities like :func:`arena.sampling.policy.pair_probabilities`. :func:`pair_cdf`
+flattens it into a cumulative table and :func:`pair_draw` draws one battle from that table by binary
+search: a few microseconds for 200 models, so the request path does no linear algebra.
 
 Objective
 ---------
@@ -84,8 +82,7 @@ def adaptive_pair_probabilities(
     battles : array of float, shape (n, n)
         Battles fought so far between each two models, in either order (``battles[i, j] +
         battles[j, i]`` is used; ``leaderboard.engine.pairs.battle_count_matrix`` halved, or the
-        ordered
-        counts). Only counts: the plan must not depend on outcomes (module docstring).
+        ordered counts). Only counts: the plan must not depend on outcomes (module docstring).
     weights : array of float, optional
         Operator weights as for the `weighted` policy (default all 1). A weight of 0 excludes the
         model; positive weights shape the floor share.

@@ -5,8 +5,7 @@ Pure numpy (conventions: :mod:`leaderboard.engine.ratings`). Each battle gets th
 query's, normalised to a largest weight of 1; weights below ``FLOOR`` are dropped (they would
 change no number by more than that share). The fit and its intervals are the engine's own:
 :func:`leaderboard.engine.ratings.compute_leaderboard` aggregates weighted battles, fits the
-weighted
-likelihood, and its sandwich intervals use the weighted Hessian as bread and the sum of
+weighted likelihood, and its sandwich intervals use the weighted Hessian as bread and the sum of
 ``w**2`` times the score outer products as meat, which is the robust covariance of a weighted
 M-estimator. Scaling every weight by a constant changes neither the fit nor the sandwich.
 

@@ -1,8 +1,7 @@
 """Intervals on Bradley-Terry strengths: the anchor, the sandwich and the bootstrap.
 
 Pure numpy/scipy (conventions: :mod:`leaderboard.engine.ratings`). Randomness comes only from a
-passed
-``np.random.Generator``.
+passed ``np.random.Generator``.
 
 The anchor. An unpenalised fit determines only differences of strengths within a group, so a
 rating needs an anchor, and an interval is an interval for "strength minus anchor". Both the point
@@ -241,9 +240,8 @@ def bootstrap_intervals(
     Unpenalised rounds are anchored within each group so that their battle-weighted mean
     (:func:`anchor_weights`) equals that of ``theta``: pass ``theta`` centred by
     :func:`centre_strengths` (as :func:`leaderboard.engine.ratings.compute_leaderboard` does) and
-    point
-    estimate and rounds share one anchor. Pairs with one kind of outcome get one pseudo-battle per
-    round (module docstring).
+    point estimate and rounds share one anchor. Pairs with one kind of outcome get one pseudo-battle
+    per round (module docstring).
     """
     z_score(confidence)
     n, total = counts.n_models, int(counts.count.sum())

@@ -2,8 +2,7 @@
 
 Pure numpy/scipy over integer-indexed arrays; no I/O, no Django, no global state. Randomness comes
 only from a passed ``np.random.Generator``. The fit lives in :mod:`leaderboard.engine.bt`,
-intervals and
-the anchor in :mod:`leaderboard.engine.intervals`, the comparison graph in
+intervals and the anchor in :mod:`leaderboard.engine.intervals`, the comparison graph in
 :mod:`leaderboard.engine.pairs`.
 
 Conventions, decided once here:
@@ -14,17 +13,15 @@ Conventions, decided once here:
 - Groups: without a penalty (``l2 == 0``) a set of models is rateable only when it is a strongly
   connected set of at least two models in the "beat or tied" graph (a tie counts both ways), see
   :func:`leaderboard.engine.pairs.comparison_structure`. Each such set is a group, numbered 1, 2,
-  ...
-  biggest first, fitted on its own battles and ranked within itself; ratings of different groups
-  are not comparable. A model in no group (only wins, only losses, a lone winner over one model)
-  is not rated and its row says why: its maximum-likelihood strength is infinite. With ``l2 > 0``
-  every model with battles is rated, a group is a connected set of the comparison graph, and the
+  ... biggest first, fitted on its own battles and ranked within itself; ratings of different groups
+  are not comparable. A model in no group (only wins, only losses, a lone winner over one model) is
+  not rated and its row says why: its maximum-likelihood strength is infinite. With ``l2 > 0`` every
+  model with battles is rated, a group is a connected set of the comparison graph, and the
   ``identifiable`` flag says which ratings are set by the penalty rather than the data.
 - The anchor (``l2 == 0``): within a group, strengths are centred at their battle-weighted mean
   (weights: each model's battles in the full data), for the point estimate and for every interval
   alike; see :mod:`leaderboard.engine.intervals` for why. A rating of 1000 is the group's
-  battle-weighted
-  average model.
+  battle-weighted average model.
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@ P(a beats b) = sigmoid(theta_a - theta_b + x . beta), where x holds the battle's
 then standardised over the battles. ``theta`` are then strengths with style held fixed and ``beta``
 the log-odds effect of one standard deviation of each feature. Same conventions as
 :mod:`leaderboard.engine.ratings`: ties and both-bad are half wins, ``l2`` penalises ``theta``
-only, and
-unpenalised strengths are centred at mean 0 within each connected group.
+only, and unpenalised strengths are centred at mean 0 within each connected group.
 """
 
 from __future__ import annotations

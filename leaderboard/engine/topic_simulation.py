@@ -3,14 +3,12 @@
 Three topics with their own vocabularies and a shared set of filler words; the best model differs
 between topics. The prompt-conditioned ranking (:mod:`leaderboard.engine.conditioned`) on the local
 encoder's vectors (:mod:`leaderboard.engine.topics`) should recover each topic's order better than
-the
-global ranking, and its intervals should cover the topic-level truth.
+the global ranking, and its intervals should cover the topic-level truth.
 
 The topic-level truth for a query of topic t is the strength vector that generated the battles of
 topic t, anchored as the fit anchors its estimate: centred at the mean weighted by each model's
 kernel-weighted battles (:mod:`leaderboard.engine.intervals`). Coverage is over redraws of the
-outcomes
-with the prompts and pairs fixed (the design), so the weights are the same in every round.
+outcomes with the prompts and pairs fixed (the design), so the weights are the same in every round.
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@ the operator configures (``ARENA_EMBEDDINGS_URL``, ``ARENA_EMBEDDINGS_MODEL``, a
 variable that holds its key, ``ARENA_EMBEDDINGS_API_KEY_ENV``); its vectors do not depend on the
 corpus, so a worker stores each vote's vector once, after the vote. ``local`` (no endpoint): the
 TF-IDF + SVD of :mod:`leaderboard.engine.topics`, fitted on the valid votes' prompts at each
-snapshot;
-its vectors belong to that fit, so the snapshot stores the fit and the vectors it made
+snapshot; its vectors belong to that fit, so the snapshot stores the fit and the vectors it made
 (:class:`leaderboard.models.PromptSpace`), and a vote's stored vector names the fit it came from.
 """
 

@@ -1,10 +1,9 @@
 """Voter flags: the anomaly detector run over the stored votes, and staff review of its verdicts.
 
 The tests themselves are pure (leaderboard/engine/anomaly.py); this module reads the votes they
-need,
-records a :class:`~leaderboard.models.VoterFlag` per flagged voter and applies staff decisions.
-A flag with ``excluded`` takes every vote of that voter out of ``valid_votes()``, hence out of
-the ratings, the exports and the sampling plan; nothing is deleted.
+need, records a :class:`~leaderboard.models.VoterFlag` per flagged voter and applies staff
+decisions. A flag with ``excluded`` takes every vote of that voter out of ``valid_votes()``, hence
+out of the ratings, the exports and the sampling plan; nothing is deleted.
 """
 
 from __future__ import annotations

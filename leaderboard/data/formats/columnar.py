@@ -7,10 +7,8 @@ arena's export of votes imported without text) needs no per-record facts: every 
 are its own columns. Such a log is read as columns (Parquet: only the columns the ratings and
 categories use; JSON Lines: pyarrow's multi-threaded JSON reader; a JSON array: orjson), checked
 in bulk with the same rules as :func:`~leaderboard.data.formats.arena.battle_record_check`, and
-turned
-into :class:`~leaderboard.engine.pairs.Battles` without a Python object per battle (JSON arrays
-aside:
-orjson decodes the whole array).
+turned into :class:`~leaderboard.engine.pairs.Battles` without a Python object per battle (JSON
+arrays aside: orjson decodes the whole array).
 
 The checks never accept a record the per-record check refuses; they may flag one it accepts
 (a JSON Lines column of floats holding ``2`` and ``2.5`` cannot tell ``2`` from ``2.0``). The
