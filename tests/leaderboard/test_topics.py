@@ -28,6 +28,7 @@ from leaderboard.pages import selectors
 from leaderboard.pipeline import embeddings
 from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 from leaderboard.tasks import embed_prompt
+from tests.factories import vote_build, votes_store
 
 FLAGGED_PROMPT = "forbidden secret flagged prompt"
 
@@ -61,17 +62,14 @@ def seed_votes(per_topic: int = 120, *, seed: int = 5) -> dict[str, Any]:
         win = rng.random() < 1 / (1 + np.exp(s[t, j] - s[t, i]))
         flagged = k < per_topic and k % 4 == 3  # a quarter of topic 0
         text = FLAGGED_PROMPT + " " + prompt if flagged else prompt
-        battle = Battle.objects.create(
-            model_a=models[i], model_b=models[j], visitor_id="v",
-            moderation=[{"kind": "answer", "turn": 0}] if flagged else [],
-        )  # fmt: skip
         made.append(
-            Vote(
-                battle=battle,
-                model_a=models[i],
-                model_b=models[j],
-                outcome="model_a" if win else "model_b",
+            vote_build(
+                models[i],
+                models[j],
+                "model_a" if win else "model_b",
                 visitor_id=f"v{k % 50}",
+                when=now - dt.timedelta(seconds=k),
+                battle={"moderation": [{"kind": "answer", "turn": 0}] if flagged else []},
                 conversation_a=[
                     {"role": "user", "content": text},
                     {"role": "assistant", "content": "x"},
@@ -81,12 +79,10 @@ def seed_votes(per_topic: int = 120, *, seed: int = 5) -> dict[str, Any]:
                     {"role": "assistant", "content": "y"},
                 ],
                 language="en",
-                turns=1,
                 prompt_chars=len(text),
-                battle_started_at=now - dt.timedelta(seconds=k),
             )
         )
-    Vote.objects.bulk_create(made)
+    votes_store(made)
     return {"design": design, "models": models}
 
 
