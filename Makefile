@@ -59,12 +59,22 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/lint-imports  # the layers ([tool.importlinter] in pyproject.toml)
 	$(PY) scripts/import_cycles.py  # no two modules import each other, tests and benchmarks included
 
+# `make bench QUICK=1`: the web hot path's benchmarks only, small (about 5 minutes on 2 cores).
+# Each prints its peer beside its figure (floors, direct to the model server, a static file).
 bench: $(DEV_STAMP)
+ifndef QUICK
 	$(PY) benchmarks/ratings.py
 	$(PY) benchmarks/coverage.py --arenas 800 --style-arenas 200
 	$(PY) benchmarks/reading.py
 	$(PY) benchmarks/export.py --votes 100000
+	$(PY) benchmarks/battle_create.py
+	$(PY) benchmarks/leaderboard.py --votes 1000000 --requests 2000
 	$(PY) benchmarks/overhead.py
+else
+	$(PY) benchmarks/battle_create.py --requests 100
+	$(PY) benchmarks/leaderboard.py --votes 100000 --battles 200000 --requests 1000
+	$(PY) benchmarks/overhead.py --levels 1,50 --single-rounds 20
+endif
 
 # Opt-in: a CPU build of vLLM in its own venv (about 3.5 GB), a tiny model served by it, and a
 # battle through the arena against it.

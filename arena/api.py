@@ -154,13 +154,15 @@ def _battle(request: HttpRequest, battle_id: str) -> Battle:
 @json_api(methods=("POST",))
 def battles_create(request: HttpRequest) -> HttpResponse:
     body = _body(request)
+    prompt = services.prompt_clean(body.get("prompt"))
+    image = images.image_upload(body, request.FILES)
     battle = services.battle_create(
-        visitor_id=visitor_id(request),
-        ip_hash=ip_hash(request),
-        prompt=body.get("prompt"),
-        image=images.image_upload(body, request.FILES),
+        visitor_id=visitor_id(request), ip_hash=ip_hash(request), prompt=prompt, image=image
     )
-    return JsonResponse(selectors.battle_state(battle), status=201)
+    if image is not None:  # a vision battle's reply names its stored image: read it back
+        return JsonResponse(selectors.battle_state(battle), status=201)
+    # What was just written is known: reading it back cost three queries per battle start.
+    return JsonResponse(selectors.battle_state_started(battle, prompt=prompt), status=201)
 
 
 @json_api(methods=("GET",))
@@ -216,10 +218,17 @@ def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
 
 
 def _stream_setup(request: HttpRequest, battle_id: str) -> dict[str, Response]:
-    battle = _battle(request, battle_id)
-    turn = battle.turns.order_by("-index").first()
-    assert turn is not None
-    return selectors.responses_current(turn)
+    battle = selectors.battle_get(
+        battle_id=battle_id, visitor_id=visitor_id(request), with_models=False
+    )
+    # The last turn's current answers in one query (a turn has one current answer per side).
+    rows = list(
+        Response.objects.filter(turn__battle=battle, superseded=False)
+        .select_related("turn")
+        .order_by("-turn__index", "side")[:2]
+    )
+    assert rows, "a battle always has a first turn with its answers"
+    return {r.side: r for r in rows if r.turn.index == rows[0].turn.index}
 
 
 def _responses_refresh(ids: list[int]) -> dict[int, Response]:
@@ -280,6 +289,10 @@ def _stream_pool() -> aioredis.ConnectionPool:
     return pool
 
 
+# How often a stream that keeps delivering looks for a side that ended without a stream entry.
+STREAM_CHECK_SECONDS = 1.0
+
+
 def _key(response: Response) -> str:
     return streams.stream_key(response.turn.battle_id, response.id)
 
@@ -292,12 +305,23 @@ async def _stream_events(
     open_sides = set(responses)
     by_key = {_key(r): side for side, r in responses.items()}
     quiet = False
+    # The rows were read a moment ago: the first pass asks Redis only about the sides they say
+    # have ended, and reads no row again (that cost a thread hop and a query before any token).
+    fresh: dict[str, Response] | None = responses
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
     try:
         yield "retry: 1000\n\n"
         while open_sides:
             # The database has the last word for a side whose stream is gone (expired, Redis
-            # restarted) or has gone quiet (its worker died and the reaper failed it).
-            ended = await _sides_ended(client, responses, open_sides, quiet=quiet)
+            # restarted) or has gone quiet (its worker died and the reaper failed it). Every
+            # failure is also written to the stream, so between deltas a look every
+            # STREAM_CHECK_SECONDS is enough (two EXISTS per delta were most of its Redis work).
+            if fresh is not None or quiet or loop.time() - checked >= STREAM_CHECK_SECONDS:
+                ended = await _sides_ended(client, responses, open_sides, quiet=quiet, fresh=fresh)
+                fresh, checked = None, loop.time()
+            else:
+                ended = {}
             for side, response in ended.items():
                 if response.text:
                     yield _sse("snapshot", {"side": side, "text": response.text})
@@ -339,10 +363,22 @@ async def _stream_events(
 
 
 async def _sides_ended(
-    client: aioredis.Redis, responses: dict[str, Response], open_sides: set[str], *, quiet: bool
+    client: aioredis.Redis,
+    responses: dict[str, Response],
+    open_sides: set[str],
+    *,
+    quiet: bool,
+    fresh: dict[str, Response] | None = None,
 ) -> dict[str, Response]:
     """The open sides that the database says have ended: among those without a stream, or
-    among all of them after a quiet wait."""
+    among all of them after a quiet wait. With `fresh` (rows just read), only its final rows
+    are candidates and they are not read again."""
+    if fresh is not None:
+        return {
+            side: fresh[side]
+            for side in open_sides
+            if fresh[side].is_final and not await client.exists(_key(fresh[side]))
+        }
     candidates = [
         side for side in open_sides if quiet or not await client.exists(_key(responses[side]))
     ]

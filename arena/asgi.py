@@ -6,8 +6,16 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings")
 
+import threading
+
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
+
+from arena.facts import language_detector
+
+# The language detector takes seconds to build (docs/deployment.md, capacity plan): build it
+# while the process starts, so that the first vote it records does not wait for it.
+threading.Thread(target=language_detector, name="language-detector-warmup", daemon=True).start()
 
 # Static files are served by the app itself (vendored, no CDN), so one process is a whole site;
 # behind a reverse proxy, `collectstatic` and let the proxy serve /static/ instead.

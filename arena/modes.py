@@ -145,7 +145,8 @@ def chat_get(*, chat_id: str, visitor_id: str) -> Battle:
 
 def _answer_create(chat: Battle, turn: Turn) -> None:
     response = Response.objects.create(turn=turn, side=Side.A, model=chat.model_a)
-    transaction.on_commit(partial(services._generation_enqueue, response.id, chat.model_a.queue))
+    jobs = [(response.id, chat.model_a.queue)]
+    transaction.on_commit(partial(services._generation_enqueue, jobs))
 
 
 def chat_create(*, visitor_id: str, prompt: object, model: object, ip_hash: str = "") -> Battle:

@@ -59,6 +59,7 @@ _KNOWN_FIELDS = {
     "enabled",
     "demo",
     "vision",
+    "image_only",
     "vllm",
 }
 _SAMPLING_FIELDS: dict[str, tuple[type, ...]] = {
@@ -203,6 +204,12 @@ def _parse_entry(raw: dict[str, Any], index: int, base_dir: Path) -> ModelEntry:
         options["sampling"] = sampling
     if _check(raw, index, "demo", (bool,), False):
         options["demo"] = True
+    if _check(raw, index, "image_only", (bool,), False):
+        # Drawn only for battles whose prompt has an image (the demo's random-weight VLMs, whose
+        # text answers would run to max_tokens and void the vote).
+        if not _check(raw, index, "vision", (bool,), False):
+            raise _fail(index, name, "image_only", "needs vision = true")
+        options["image_only"] = True
     vllm = _check(raw, index, "vllm", (dict,), False)
     if vllm is not None:
         if backend != Backend.OPENAI:

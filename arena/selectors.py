@@ -20,18 +20,17 @@ from arena.models import (
 )
 
 
-def battle_get(*, battle_id: str, visitor_id: str) -> Battle:
-    """The battle, if it exists and belongs to this visitor."""
+def battle_get(*, battle_id: str, visitor_id: str, with_models: bool = True) -> Battle:
+    """The battle, if it exists and belongs to this visitor; `with_models=False` leaves its two
+    models unread (the query's two joins cost more CPU to build than the rest of the request)."""
     # No stored id holds a NUL, and PostgreSQL refuses one in a query (an error, not a miss).
     if "\x00" in battle_id:
         raise NotFound(f"No battle with id {battle_id!r}.")
-    battle = (
-        Battle.objects.select_related("model_a", "model_b")
-        .filter(id=battle_id)
-        # A direct chat has one side: the two-sided endpoints must not see it (arena/chat.py).
-        .exclude(mode=BattleMode.CHAT)
-        .first()
-    )
+    query = Battle.objects.filter(id=battle_id)
+    if with_models:
+        query = query.select_related("model_a", "model_b")
+    # A direct chat has one side: the two-sided endpoints must not see it (arena/modes.py).
+    battle = query.exclude(mode=BattleMode.CHAT).first()
     if battle is None:
         raise NotFound(f"No battle with id {battle_id!r}.")
     if battle.visitor_id != visitor_id:
@@ -41,10 +40,11 @@ def battle_get(*, battle_id: str, visitor_id: str) -> Battle:
 
 def model_pool(*, vision: bool = False) -> list[ArenaModel]:
     """The models that may be drawn into a new battle, in a stable order; with `vision`, only
-    those that take images."""
+    those that take images; without, not those marked `image_only`."""
     pool = ArenaModel.objects.filter(enabled=True, healthy=True, sampling_weight__gt=0)
-    if vision:
-        pool = pool.filter(vision=True)
+    # has_key, not `image_only=True`: a JSON key lookup on rows without the key is NULL, and
+    # exclude() would drop those rows too. The registry sets the key only when true.
+    pool = pool.filter(vision=True) if vision else pool.exclude(options__has_key="image_only")
     return list(pool.order_by("id"))
 
 
@@ -91,9 +91,10 @@ def generation_messages(response: Response) -> list[Message]:
     system_prompt = response.model.options.get("system_prompt")
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
-    history = battle_conversation(turn.battle, response.side)
-    # Everything before this turn: the prompt pairs come first, so cut after 2 * index messages.
-    messages.extend(history[: 2 * turn.index])
+    if turn.index:  # a first turn has no history: two queries fewer before its first token
+        history = battle_conversation(turn.battle, response.side)
+        # Everything before this turn: the prompt pairs come first, so cut after 2 * index.
+        messages.extend(history[: 2 * turn.index])
     messages.append({"role": "user", "content": turn.prompt})
     user_messages = [m for m in messages if m["role"] == "user"]
     for message, image in zip(user_messages, _turn_images(turn), strict=True):
@@ -136,8 +137,21 @@ def model_public(model: ArenaModel) -> dict[str, Any]:
 def battle_state(battle: Battle) -> dict[str, Any]:
     """The battle as its visitor may see it: no model identity until the vote is recorded."""
     vote = Vote.objects.filter(battle=battle).first()
+    return _state(battle, turns_with_responses(battle), vote)
+
+
+def battle_state_started(battle: Battle, *, prompt: str) -> dict[str, Any]:
+    """`battle_state` of a battle `services.battle_create` just made, without reading it back:
+    one turn with `prompt` and two answers as created (the models' defaults), no vote."""
+    fresh = {side: Response(side=side) for side in (Side.A, Side.B)}
+    return _state(battle, [(Turn(index=0, prompt=prompt), fresh)], None)
+
+
+def _state(
+    battle: Battle, known: list[tuple[Turn, dict[str, Response]]], vote: Vote | None
+) -> dict[str, Any]:
     turns = []
-    for turn, responses in turns_with_responses(battle):
+    for turn, responses in known:
         turns.append(
             {
                 "index": turn.index,

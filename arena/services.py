@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as BrokerError
 
 from arena import anonymity, context, facts, images, metrics, moderation, selectors, streams
@@ -250,27 +251,40 @@ def _require_all(responses: dict[str, Response], status: str, *, action: str) ->
 
 
 def _responses_create(battle: Battle, turn: Turn) -> None:
-    for side in (Side.A, Side.B):
-        response = Response.objects.create(turn=turn, side=side, model=battle.model_for(side))
-        transaction.on_commit(partial(_generation_enqueue, response.id, response.model.queue))
+    # One INSERT for both sides (PostgreSQL and SQLite return the new ids).
+    responses = Response.objects.bulk_create(
+        Response(turn=turn, side=side, model=battle.model_for(side)) for side in (Side.A, Side.B)
+    )
+    jobs = [(response.id, response.model.queue) for response in responses]
+    transaction.on_commit(partial(_generation_enqueue, jobs))
 
 
 def response_enqueue(*, response_id: int) -> None:
     """Send a queued response's generation task again (its first worker died)."""
     model_name = Response.objects.values_list("model__name", flat=True).get(id=response_id)
-    _generation_enqueue(response_id, ArenaModel(name=model_name).queue)
+    _generation_enqueue([(response_id, ArenaModel(name=model_name).queue)])
 
 
-def _generation_enqueue(response_id: int, queue: str) -> None:
+def _generation_enqueue(jobs: list[tuple[int, str]]) -> None:
+    """Send one generation task per (response id, queue). Each model has its own queue, so a
+    battle is two messages; kombu's producer batch writes both in one Redis pipeline, one round
+    trip on one connection (two `send_task` calls made a Redis client and a round trip each)."""
     try:
-        celery_app.send_task("workers.tasks.generate", args=[response_id], queue=queue)
-    except (BrokerError, redis.RedisError) as exc:
-        log.error("enqueue failed for response %s: %s", response_id, exc)
-        response_fail(
-            response_id=response_id,
-            error=f"could not enqueue the generation: {exc}",
-            cause="enqueue",
-        )
+        with celery_app.producer_or_acquire() as producer, producer.batch():
+            for response_id, queue in jobs:
+                celery_app.send_task(
+                    "workers.tasks.generate", args=[response_id], queue=queue, producer=producer
+                )
+    except (BrokerError, BatchPublishError, redis.RedisError) as exc:
+        # The batch is all or nothing as far as we can tell: fail every answer it carried, the
+        # visitor sees the round fail instead of waiting on an answer nobody will write.
+        for response_id, _ in jobs:
+            log.error("enqueue failed for response %s: %s", response_id, exc)
+            response_fail(
+                response_id=response_id,
+                error=f"could not enqueue the generation: {exc}",
+                cause="enqueue",
+            )
 
 
 def vote_record(*, battle: Battle, visitor_id: str, choice: object) -> Vote:

@@ -157,6 +157,15 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 EMBEDDED_REDIS_PORT = envint("ARENA_REDIS_PORT", 6399, minimum=1)
 REDIS_URL = envredis("REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
 REDIS_IS_EMBEDDED = "REDIS_URL" not in os.environ
+# The shared Redis keeps rendered leaderboard replies (leaderboard/pages/page_cache.py) for every
+# web process; keys carry the snapshot, so nothing is ever invalidated by hand.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "arena-cache",
+    }
+}
 
 DATABASES = {"default": envdatabase("DATABASE_URL", f"sqlite:///{DATA_DIR / 'arena.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

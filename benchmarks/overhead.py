@@ -16,6 +16,7 @@ one uvicorn process, one worker. Load is bounded: each level runs once, with a t
 
     .venv/bin/python benchmarks/overhead.py                      # levels 1, 50, 200
     .venv/bin/python benchmarks/overhead.py --levels 1,10 --tokens 32
+    .venv/bin/python benchmarks/overhead.py --levels 200 --pin    # the arena alone on CPU 1
 """
 
 from __future__ import annotations
@@ -47,6 +48,26 @@ from arena.embedded_redis import free_port, redis_server_start  # noqa: E402
 
 MODELS = ("bench-a", "bench-b")
 PIDS: dict[str, int] = {}  # the stack's processes by name (server, worker, web)
+
+
+def cpu_seconds(names: tuple[str, ...]) -> float:
+    """User + system CPU time so far of the named processes and all their children (uvicorn's
+    workers, Celery's pool), from the kernel's accounting (psutil)."""
+    import psutil
+
+    total = 0.0
+    for name in names:
+        root = psutil.Process(PIDS[name])
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
+
+
+ARENA_PROCESSES = ("web", "worker", "redis")
 
 
 def rss_mb(pid: int) -> float:
@@ -81,6 +102,9 @@ class Sample:
     ttft: float | None  # seconds to the first token; None when the stream failed
     total: float | None
     error: str = ""
+    # Arena only, seconds from the POST's start: its reply, the stream's first line.
+    posted: float | None = None
+    opened: float | None = None
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -179,12 +203,16 @@ async def _arena_visitor(client: httpx.AsyncClient, gate: asyncio.Event) -> Samp
         if created.status_code != 201:
             return Sample(None, None, f"POST /battles {created.status_code}: {created.text[:200]}")
         battle_id = created.json()["id"]
+        posted = time.monotonic() - started
+        opened: float | None = None
         first: float | None = None
         event = ""
         failed = ""
         seen: list[str] = []
         async with client.stream("GET", f"/battles/{battle_id}/stream") as reply:
             async for line in reply.aiter_lines():
+                if opened is None:
+                    opened = time.monotonic() - started
                 if line.startswith("event: "):
                     event = line[7:]
                     seen.append(event)
@@ -197,7 +225,7 @@ async def _arena_visitor(client: httpx.AsyncClient, gate: asyncio.Event) -> Samp
         if failed or first is None:
             events = sorted(set(seen)) if seen else [f"HTTP {reply.status_code}"]
             return Sample(None, None, failed or f"no delta; events: {', '.join(events)}")
-        return Sample(first, time.monotonic() - started)
+        return Sample(first, time.monotonic() - started, posted=posted, opened=opened)
     except httpx.HTTPError as exc:
         return Sample(None, None, f"{type(exc).__name__}: {exc}")
 
@@ -269,7 +297,11 @@ def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, dict
     logs = Path(getattr(args, "logs", None) or work / "logs")
     logs.mkdir(parents=True, exist_ok=True)
 
+    pin = getattr(args, "pin", False)
+
     def start(name: str, argv: list[str], env: dict[str, str]) -> None:
+        if pin:  # the stand-in on CPU 0 with the load generator, the arena on CPU 1
+            argv = ["taskset", "-c", "0" if name == "server" else "1", *argv]
         out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         processes.append(
             subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -279,6 +311,11 @@ def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, dict
     try:
         redis_port, server_port, web_port = free_port(), free_port(), free_port()
         processes.append(redis_server_start(redis_port, stdout=subprocess.DEVNULL))
+        PIDS["redis"] = processes[-1].pid
+        if pin:
+            subprocess.run(["taskset", "-a", "-p", "-c", "1", str(PIDS["redis"])], check=True,
+                           stdout=subprocess.DEVNULL)  # fmt: skip
+            os.sched_setaffinity(0, {0})  # this process generates the load
         env = {
             **os.environ,
             "ARENA_DEMO": "1",
@@ -378,6 +415,11 @@ def main() -> None:
     parser.add_argument("--logs", type=Path, default=None, help="keep the services' logs here")
     parser.add_argument("--web-processes", type=int, default=2, help="uvicorn processes (2)")
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the stand-in and the load generator on CPU 0, the arena on CPU 1 (taskset)",
+    )
+    parser.add_argument(
         "--single-rounds", type=int, default=10, help="rounds of the 1-visitor level (10)"
     )
     args = parser.parse_args()
@@ -399,6 +441,7 @@ def main() -> None:
     lines = [header]
     versus: list[str] = []
     breakdowns: list[str] = []
+    cpu: list[str] = []
     memory: list[str] = []
     with (
         tempfile.TemporaryDirectory(prefix="arena-bench-") as tmp,
@@ -411,18 +454,32 @@ def main() -> None:
             rounds = args.single_rounds if visitors == 1 else 1
             direct, arena = [], []
             since = datetime.now(UTC).isoformat()
+            arena_cpu = dict.fromkeys(ARENA_PROCESSES, 0.0)
             with rss_peak(PIDS["worker"]) as worker_rss:
                 for _ in range(rounds):
                     direct += asyncio.run(direct_level(server_url, visitors, args.timeout))
+                    before = {name: cpu_seconds((name,)) for name in ARENA_PROCESSES}
                     arena += asyncio.run(arena_level(arena_url, visitors, args.timeout))
+                    for name in ARENA_PROCESSES:
+                        arena_cpu[name] += cpu_seconds((name,)) - before[name]
+            finished = sum(s.total is not None for s in arena)
+            if finished:
+                each = " | ".join(f"{arena_cpu[n] * 1000 / finished:.1f}" for n in ARENA_PROCESSES)
+                whole = sum(arena_cpu.values()) * 1000 / finished
+                cpu.append(f"| {visitors} | {finished} | {whole:.1f} | {each} |")
             breakdown = worker_breakdown(env, since)
             breakdown["worker_rss_mb"] = round(worker_rss["peak_mb"])
             memory.append(
                 f"| {visitors} | {2 * visitors} | {worker_rss['start_mb']:.0f} | "
                 f"{worker_rss['peak_mb']:.0f} |"
             )
+            posted = [s.posted * 1000 for s in arena if s.posted is not None]
+            opened = [s.opened * 1000 for s in arena if s.opened is not None]
             breakdowns.append(
-                f"| {visitors} | {breakdown['generations']} | {breakdown['queued_ms']} | "
+                f"| {visitors} | {breakdown['generations']} | "
+                f"{statistics.median(posted) if posted else float('nan'):.0f} | "
+                f"{statistics.median(opened) if opened else float('nan'):.0f} | "
+                f"{breakdown['queued_ms']} | "
                 f"{breakdown['backend_ttft_ms']} | {breakdown['generation_ms']} |"
             )
             rates = {}
@@ -454,10 +511,18 @@ def main() -> None:
     print("| ---: | ---: | ---: | ---: |")
     print("\n".join(versus))
     print()
-    print("Inside the arena (medians from the database, ms):")
-    print("| visitors | generations | POST to claim | claim to first token | claim to done |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    print("Inside the arena (medians, ms; the client's clock from the POST's start, then the")
+    print("database's record of each answer: its row written to the worker's claim, and on):")
+    print("| visitors | generations | POST replied | stream's first line | row to claim "
+          "| claim to first token | claim to done |")  # fmt: skip
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(breakdowns))
+    print()
+    print(f"The arena's CPU per battle ({args.tokens} tokens a side; web, worker and Redis")
+    print("processes' user + system time while the arena's rounds ran; goal: <= 10 ms):")
+    print("| visitors | battles | CPU ms per battle | web | worker | Redis |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n".join(cpu))
     print()
     print("The worker's resident memory (MB; goal: under 300 MB holding 200 streams' worth):")
     print("| visitors | concurrent generations | at the start | peak |")

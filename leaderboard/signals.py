@@ -6,7 +6,6 @@ leaderboard listens for new votes instead. The task, not this receiver, does the
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -24,8 +23,16 @@ def _enqueue(vote_id: int) -> None:
 
 
 def vote_saved(sender: type[Vote], instance: Vote, created: bool, **kwargs: Any) -> None:
-    if not created or not settings.ARENA_TOPICS or kwargs.get("raw"):
+    # Simulated votes (seed_votes) get their vectors from the refresh that follows them.
+    if not created or not settings.ARENA_TOPICS or kwargs.get("raw") or instance.simulated:
         return
+    vote_id = instance.id
+
+    def enqueue_embedding() -> None:
+        # A named function, not a partial: Django's robust on_commit names the callback
+        # (`__qualname__`) when it logs a failure, and a partial has none.
+        _enqueue(vote_id)
+
     # robust: a broker outage must not fail a vote that is already stored; the next
     # `embed_prompts` run or snapshot covers it.
-    transaction.on_commit(partial(_enqueue, instance.id), robust=True)
+    transaction.on_commit(enqueue_embedding, robust=True)

@@ -22,8 +22,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from arena import facts
+from arena.messages import Message
 from arena.models import ArenaModel, Battle, Outcome, Response, ResponseStatus, Side, Turn, Vote
-from workers.backends.base import Message
 from workers.demo_corpus import Pair
 
 SOURCE = "simulated"
@@ -94,12 +94,18 @@ def seed_check(*, demo: bool, not_production: bool, force: bool) -> None:
             "seed_votes fills a demo with simulated votes: set ARENA_DEMO=1 (or pass "
             "--i-know-this-is-not-production) to run it"
         )
-    real = Vote.objects.filter(simulated=False).count()
+    # Votes a person cast between two demo models are the demo being tried, not a real arena;
+    # a vote with any other model is. (has_key: the registry sets "demo" only when true.)
+    real = (
+        Vote.objects.filter(simulated=False)
+        .exclude(model_a__options__has_key="demo", model_b__options__has_key="demo")
+        .count()
+    )
     if real and not force:
         raise SeedRefused(
-            f"the database already holds {real} real (non-simulated) vote(s); simulated votes "
-            "would be mixed into a real arena's leaderboard (pass --force if that is what you "
-            "want)"
+            f"the database already holds {real} real (non-simulated) vote(s) on models that "
+            "are not demo models; simulated votes would be mixed into a real arena's "
+            "leaderboard (pass --force if that is what you want)"
         )
 
 

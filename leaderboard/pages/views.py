@@ -16,6 +16,7 @@ from arena.errors import ArenaError
 from arena.models import ArenaModel
 from leaderboard.models import LeaderboardSnapshot
 from leaderboard.pages import prompt_rank, selectors
+from leaderboard.pages.page_cache import snapshot_cached
 
 # Existing columns first, in their order; new ones are only ever appended.
 CSV_FIELDS = [
@@ -39,6 +40,7 @@ def _not_found_page(request: HttpRequest, message: str) -> HttpResponse:
 
 
 @require_GET
+@snapshot_cached
 def leaderboard_page(request: HttpRequest) -> HttpResponse:
     category, style = _options(request)
     show_all = _flag(request, "show_deprecated")
@@ -102,6 +104,7 @@ def _board_context(
 
 
 @require_GET
+@snapshot_cached
 def model_page(request: HttpRequest, name: str) -> HttpResponse:
     snapshot = selectors.snapshot_latest()
     try:
@@ -138,12 +141,14 @@ def _table_or_error(request: HttpRequest) -> tuple[dict[str, Any] | None, HttpRe
 
 
 @require_GET
+@snapshot_cached
 def api_leaderboard(request: HttpRequest) -> HttpResponse:
     data, error = _table_or_error(request)
     return error or JsonResponse(data)
 
 
 @require_GET
+@snapshot_cached
 def api_leaderboard_csv(request: HttpRequest) -> HttpResponse:
     data, error = _table_or_error(request)
     if error:
@@ -158,6 +163,7 @@ def api_leaderboard_csv(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@snapshot_cached
 def api_model(request: HttpRequest, name: str) -> HttpResponse:
     snapshot = selectors.snapshot_latest()
     try:

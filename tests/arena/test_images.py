@@ -331,3 +331,40 @@ base_url = "http://127.0.0.1:9/v1"
     assert (eye.vision, plain.vision) == (True, False)
     with pytest.raises(RegistryError, match="'vision'"):
         registry_parse(text.replace("vision = true", 'vision = "yes"'), base_dir=tmp_path)
+
+
+def test_image_only_models_never_play_a_text_battle(mixed_cast: dict[str, ArenaModel]) -> None:
+    """The demo's random-weight vision models answer text with noise that runs to max_tokens."""
+    for name in ("eye-1", "eye-2"):
+        model = mixed_cast[name]
+        model.options = {**model.options, "image_only": True}
+        model.save(update_fields=["options"])
+    rng = np.random.default_rng(1)
+    drawn = set()
+    for i in range(12):
+        battle = services.battle_create(visitor_id=f"t{i}", prompt="Hello there", rng=rng)
+        drawn |= {battle.model_a.name, battle.model_b.name}
+    assert drawn == {"text-1", "text-2"}
+    image_battle = services.battle_create(
+        visitor_id="v", prompt="What is this?", image=png_bytes(), rng=rng
+    )
+    assert {image_battle.model_a.name, image_battle.model_b.name} == {"eye-1", "eye-2"}
+
+
+def test_image_only_needs_vision_in_the_registry(tmp_path: Any) -> None:
+    from arena.registry import RegistryError, registry_parse
+
+    text = """
+[[models]]
+name = "eye"
+display_name = "Eye"
+backend = "openai"
+vision = true
+image_only = true
+[models.options]
+base_url = "http://127.0.0.1:9/v1"
+"""
+    (eye,) = registry_parse(text, base_dir=tmp_path)
+    assert eye.options["image_only"] is True
+    with pytest.raises(RegistryError, match="image_only"):
+        registry_parse(text.replace("vision = true\n", ""), base_dir=tmp_path)

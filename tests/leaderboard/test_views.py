@@ -385,16 +385,16 @@ def test_leaderboard_page_with_200_models_costs_a_fixed_number_of_queries(
     db: None, client: Client, django_assert_num_queries: Callable[..., Any]
 ) -> None:
     synthetic_snapshot(200, 60_000)
-    # Latest snapshot, its results, the history, the registry, the demo banner.
-    with django_assert_num_queries(5):
+    # The cache stamp, latest snapshot, its results, the history, the registry, the demo banner.
+    with django_assert_num_queries(6):
         page = client.get("/leaderboard?show_deprecated=1")
     assert page.status_code == 200 and page.content.count(b"data-model=") == 200
-    # Later requests find the snapshot's results in memory: metadata, registry, banner.
-    with django_assert_num_queries(3):
+    # Later requests find the snapshot's results in memory: stamp, metadata, registry, banner.
+    with django_assert_num_queries(4):
         assert client.get("/leaderboard?category=coding&style_control=1").status_code == 200
-    with django_assert_num_queries(2):  # no page, no banner
+    with django_assert_num_queries(3):  # no page, no banner
         assert client.get("/api/leaderboard").status_code == 200
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         assert client.get("/leaderboard/models/model-007").status_code == 200
 
 

@@ -70,8 +70,20 @@ def test_runs_outside_a_demo_when_told_it_is_not_production(
 
 
 @override_settings(ARENA_DEMO=True)
-def test_refuses_a_database_with_real_votes_unless_forced(demo_models: list[ArenaModel]) -> None:
+def test_votes_a_person_cast_on_the_demo_models_do_not_stop_it(
+    demo_models: list[ArenaModel],
+) -> None:
     real_vote(demo_models)
+    seed("--votes", "5", "--no-refresh")
+    assert Vote.objects.filter(simulated=True).count() == 5
+
+
+@override_settings(ARENA_DEMO=True)
+def test_refuses_a_database_with_real_votes_unless_forced(demo_models: list[ArenaModel]) -> None:
+    real_model = ArenaModel.objects.create(
+        name="real-model", display_name="Real", backend="local", options={"path": "/x"}
+    )
+    real_vote([real_model, demo_models[0]])
     with pytest.raises(CommandError, match="1 real"):
         seed("--votes", "5", "--no-refresh")
     assert not Vote.objects.filter(simulated=True).exists()

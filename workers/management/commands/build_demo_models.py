@@ -19,7 +19,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Imported here: torch and transformers are needed by this command only.
+        from transformers.utils import logging as transformers_logging
+
         from workers.tiny_models import build_demo_models
+
+        # A new user's terminal shows this command's own lines, not transformers' shard bars
+        # and backend notices.
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
         from workers.tiny_vision import build_demo_vision_models
 
         started = time.monotonic()
