@@ -1,7 +1,7 @@
 """A vote's prompt identity: the normalised first prompt and its hash (``Vote.prompt_key``).
 
-One definition for the live vote (arena/services.py), the importer and the export's splits and
-duplicate caps, which must agree on what "the same prompt" is. No Django import here.
+One definition for the live vote (arena/services/votes.py), the importer and the export's splits
+and duplicate caps, which must agree on what "the same prompt" is. No Django import here.
 """
 
 from __future__ import annotations

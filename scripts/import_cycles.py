@@ -8,10 +8,13 @@ loop). Imports inside functions count: a lazy import hides a cycle, it does not 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import grimp
 
 PACKAGES = ("arena", "workers", "leaderboard", "tests", "benchmarks")
+# The repository first: `python scripts/import_cycles.py` reads this checkout, not an installed one.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
