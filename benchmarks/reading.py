@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--import-battles", type=int, default=0, help="battles to import")
     parser.add_argument("--no-peers", action="store_true", help="skip arena-rank")
     parser.add_argument("--no-import", action="store_true", help="skip the imports")
+    parser.add_argument("--no-read", action="store_true", help="only the imports")
     parser.add_argument("--case", choices=("read", "arena_rank", "write"), help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
     parser.add_argument("--formats", default="", help=argparse.SUPPRESS)
@@ -180,20 +181,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         formats = ("parquet",) if n > 2_000_000 else ("parquet", "jsonl", "json")
-        paths = written(n, folder, formats)
-        print(f"{n:,} battles, no texts; each line one process (wall time, peak memory)")
+        paths = {} if args.no_read else written(n, folder, formats)
+        if paths:
+            print(f"{n:,} battles, no texts; each line one process (wall time, peak memory)")
         for fmt, path in paths.items():
             got = in_child("read", path)
             print(f"read {fmt:<8} {got.get('read_s', float('nan')):7.2f} s  "
                   f"{got.get('peak_mb', 0):7.0f} MB  {got.get('error', '')}")  # fmt: skip
-        for ci in ("bootstrap", "sandwich"):
+        for ci in ("bootstrap", "sandwich") if paths else ():
             got = manage("rank", "--input", str(paths["parquet"]), "--ci", ci, "--rounds", "1000",
                          env=env)  # fmt: skip
             print(
                 f"rank --ci {ci:<9} {got['seconds']:7.2f} s  {got['peak_mb']:7.0f} MB  "
                 f"(python manage.py rank, end to end; CPU {got['cpu_s']:.2f} s)"
             )
-        if not args.no_peers:
+        if paths and not args.no_peers:
             got = in_child("arena_rank", paths["parquet"])
             if "error" in got:
                 print(f"arena-rank: {got['error']}")
@@ -209,9 +211,12 @@ def main() -> None:
             targets["PostgreSQL"] = os.environ["DATABASE_URL"]
         for name, url in targets.items():
             got = import_rates(small, n_import, url)
+            # CPU time per battle is the figure a loaded machine leaves stable (the server's
+            # own, PostgreSQL's, is not in it); the load average says how loaded it was.
             print(f"import {n_import:,} into {name:<10} {got['seconds']:7.2f} s = "
                   f"{got['rate']:8,.0f} battles/s  {got['peak_mb']:5.0f} MB "
-                  f"(CPU {got['cpu_s']:.1f} s); "
+                  f"(CPU {got['cpu_s']:.1f} s, {got['cpu_s'] / n_import * 1e6:.0f} us/battle; "
+                  f"load {os.getloadavg()[0]:.1f}); "
                   f"again (adds nothing) {got['again_s']:.2f} s")  # fmt: skip
 
 

@@ -63,6 +63,7 @@ def battles_import(
     strict: bool = False,
     progress: Callable[[int], None] | None = None,
     bulk: bool = True,
+    columns: bool = True,
 ) -> ImportResult:
     """Import a battle log (JSON, JSON Lines, Parquet, or the 55k CSV layout).
 
@@ -79,6 +80,9 @@ def battles_import(
     bulk : bool
         Write rows by raw SQL, many records a transaction (COPY on PostgreSQL); False writes
         model instances with ``bulk_create``, 500 a transaction: the same rows, slower.
+    columns : bool
+        With ``bulk``, a log without texts is read, checked and turned into rows by columns
+        (:mod:`leaderboard.data.import_columns`); False reads it record by record: the same rows.
 
     Raises
     ------
@@ -91,6 +95,9 @@ def battles_import(
     label = f"import:{source or path.name}"[:_SOURCE_MAX]
     result = ImportResult(path=path, source=label)
     store = _Rows(label, result) if bulk else _Store(label, result)
+    if columns and isinstance(store, _Rows) and _columns_import(path, store, progress):
+        result.seconds = time.monotonic() - started
+        return result
     size = BULK_BATCH if bulk else BATCH
     pending: list[tuple[str, dict[str, Any]]] = []
     try:
@@ -109,6 +116,12 @@ def battles_import(
         progress(result.read)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _columns_import(path: Path, store: _Rows, progress: Callable[[int], None] | None) -> bool:
+    from leaderboard.data.import_columns import columns_import
+
+    return columns_import(path=path, store=store, progress=progress)
 
 
 def _checked(
@@ -147,23 +160,29 @@ def _checked(
         yield external_id, record
 
 
-def present_query(source: str, ids: list[str]) -> models.QuerySet[Vote, str]:
-    """The ids among ``ids`` already imported under ``source``. The ``external_id != ''`` term
-    is the unique index's condition: without it SQLite cannot use that index and reads every
-    vote of the source for each batch, so an import slowed down as it went (quadratic)."""
-    return (
-        Vote.objects.filter(source=source, external_id__in=ids)
-        .exclude(external_id="")
-        .order_by()
-        .values_list("external_id", flat=True)
-    )
-
-
 def imported_ids(source: str, ids: list[str]) -> set[str]:
+    """The ids among ``ids`` already imported under ``source``. Raw SQL: preparing 10,000
+    parameters a batch through the ORM's lookups cost more than the queries."""
     present: set[str] = set()
-    for start in range(0, len(ids), 900):  # SQLite's old limit on query parameters
-        present.update(present_query(source, ids[start : start + 900]))
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), 900):  # SQLite's old limit on query parameters
+            chunk = ids[start : start + 900]
+            cursor.execute(present_sql(len(chunk)), [source, *chunk])
+            present.update(row[0] for row in cursor.fetchall())
     return present
+
+
+def present_sql(n: int) -> str:
+    """The query of :func:`imported_ids` for ``n`` ids. The ``external_id != ''`` term is the
+    unique index's condition: without it SQLite cannot use that index and reads every vote of
+    the source for each batch, so an import slowed down as it went (quadratic)."""
+    quote = connection.ops.quote_name
+    marks = ", ".join(["%s"] * n)
+    return (
+        f"SELECT {quote('external_id')} FROM {quote(Vote._meta.db_table)} "
+        f"WHERE {quote('source')} = %s AND {quote('external_id')} IN ({marks}) "
+        f"AND NOT ({quote('external_id')} = '')"
+    )
 
 
 class _Store:
@@ -273,9 +292,18 @@ class _Rows(_Store):
             # touches nine indexes at random places; SQLite's default cache is 2 MB.
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA cache_size = -262144")
+        self.analyzed = BULK_BATCH
+        self.stored_time: Callable[[dt.datetime], Any] = (
+            (lambda when: when)
+            if connection.vendor == "postgresql"
+            else connection.ops.adapt_datetimefield_value
+        )
         self.tables = [(model, [f for f in model._meta.concrete_fields
                                 if not isinstance(f, models.AutoField)])
                        for model in (Battle, Vote)]  # fmt: skip
+        # Columns an import has nothing to say about (a battle's mode, its share link, ...) get
+        # their model default, so that a field added to Battle or Vote does not break the writer.
+        self.defaults = {f.attname: column_default(f) for _, fields in self.tables for f in fields}
 
     def save(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         if not batch:
@@ -290,10 +318,22 @@ class _Rows(_Store):
             present.add(external_id)  # a repeat later in the same batch is present too
             for table, values in zip(rows, self._values(external_id, record), strict=True):
                 table.append(values)
+        self.write(rows)
+
+    def write(self, rows: list[list[tuple[Any, ...]]]) -> None:
+        """One transaction: the battles' rows, then the votes'."""
         with transaction.atomic():
             for (model, fields), table in zip(self.tables, rows, strict=True):
                 _insert(model, fields, table)
         self.result.created += len(rows[1])
+        if connection.vendor == "postgresql" and self.result.created >= self.analyzed * 2:
+            # PostgreSQL's statistics lag a bulk load: until its autovacuum runs ANALYZE, the
+            # planner takes the source as rare and answers imported_ids by the `source` index,
+            # reading every vote of the source for each batch (a re-import of 200k took 9.6 s,
+            # and the first import slowed down as it grew). Analysed as the votes double.
+            self.analyzed = self.result.created
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(Vote._meta.db_table)}")
 
     def _values(
         self, external_id: str, record: dict[str, Any]
@@ -317,9 +357,7 @@ class _Rows(_Store):
         # As Django prepares them for the driver: JSON as text, times as SQLite stores them.
         for name in ("conversation_a", "conversation_b", "style_a", "style_b"):
             found[name] = _json(found[name])
-        stored: Any = when
-        if connection.vendor != "postgresql":
-            stored = connection.ops.adapt_datetimefield_value(when)
+        stored = self.stored_time(when)
         battle = {
             "id": battle_id,
             "model_a_id": model_a,
@@ -328,18 +366,35 @@ class _Rows(_Store):
             "ip_hash": "",
             "created_at": stored,
             "moderation": "[]",
+            "simulated": False,
         }
         vote = {
             **found, "battle_id": battle_id, "model_a_id": model_a, "model_b_id": model_b,
             "outcome": record["winner"], "visitor_id": visitor, "is_valid": not reason,
             "invalid_reason": reason[:200], "battle_started_at": stored, "created_at": stored,
             "source": self.source, "external_id": external_id, "anony": record["anony"],
-            "prompt_key": key,
+            "prompt_key": key, "simulated": False,
         }  # fmt: skip
+        defaults = self.defaults
         return (
-            tuple([battle[f.attname] for f in self.tables[0][1]]),
-            tuple([vote[f.attname] for f in self.tables[1][1]]),
+            tuple([battle.get(f.attname, defaults[f.attname]) for f in self.tables[0][1]]),
+            tuple([vote.get(f.attname, defaults[f.attname]) for f in self.tables[1][1]]),
         )
+
+
+_NO_DEFAULT = object()
+
+
+def column_default(field: Any) -> Any:
+    """A column's value as the raw-SQL writer stores it when an import does not set it: the
+    model default (JSON as text), else NULL where allowed; a marker that fails loudly at
+    insert otherwise (a new required column the importer must learn about)."""
+    if field.has_default() and not callable(field.default):
+        value = field.get_default()
+        return _json(value) if isinstance(value, list | dict) else value
+    if field.has_default() and field.default in (list, dict):
+        return _json(field.default())
+    return None if field.null else _NO_DEFAULT
 
 
 def _json(value: Any) -> str:

@@ -1,28 +1,27 @@
 """The fast path of :func:`leaderboard.data.formats.reader.read_battle_log`: a log without texts,
-read
-in columns.
+read in columns.
 
 A battle log without conversation texts or ``conv_metadata`` (a ``clean_battle`` log, or this
-arena's export of votes imported without text) needs no per-record facts: every battle's facts
-are its own columns. Such a log is read as columns (Parquet: only the columns the ratings and
-categories use; JSON Lines: pyarrow's multi-threaded JSON reader; a JSON array: orjson), checked
-in bulk with the same rules as :func:`~leaderboard.data.formats.arena.battle_record_check`, and
-turned into :class:`~leaderboard.engine.pairs.Battles` without a Python object per battle (JSON
-arrays aside: orjson decodes the whole array).
+arena's export of votes imported without text) needs no per-record facts: every battle's facts are
+its own columns. Such a log is read as columns (Parquet: only the columns the ratings and categories
+use; JSON Lines: pyarrow's multi-threaded JSON reader; a JSON array: orjson), checked in bulk with
+the same rules as :func:`~leaderboard.data.formats.arena.battle_record_check`, and turned into
+:class:`~leaderboard.engine.pairs.Battles` without a Python object per battle (JSON arrays aside:
+orjson decodes the whole array).
 
-The checks never accept a record the per-record check refuses; they may flag one it accepts
-(a JSON Lines column of floats holding ``2`` and ``2.5`` cannot tell ``2`` from ``2.0``). The
-first flagged record is then checked by :func:`battle_record_check`, whose message (record
-number and field) is the one raised; if it passes, the log takes the per-record path. A log with
-texts or ``conv_metadata``, or that pyarrow or orjson cannot read, takes the per-record path too
-(:func:`read_columns` returns None), which gives the same battles or the same error.
-"""
+The checks never accept a record the per-record check refuses; they may flag one it accepts (a JSON
+Lines column of floats holding ``2`` and ``2.5`` cannot tell ``2`` from ``2.0``). The first flagged
+record is then checked by :func:`battle_record_check`, whose message (record number and field) is
+the one raised; if it passes, the log takes the per-record path. A log with texts or
+``conv_metadata``, or that pyarrow or orjson cannot read, takes the per-record path too
+(:func:`read_columns` returns None), which gives the same battles or the same error."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +37,9 @@ FIELDS = ("model_a", "model_b", "winner", "question_id", *STRINGS, "anony", "tst
           "prompt_chars", "is_code", *TEXTS)  # fmt: skip
 
 
+_T = TypeVar("_T")
+
+
 class _Slow(Exception):
     """The log needs the per-record path."""
 
@@ -50,11 +52,81 @@ def read_columns(path: Path, *, anony_only: bool, require_style: bool) -> Battle
     leaderboard.data.formats.arena.BattleLogError
         A bad record: the same one line as the per-record reader.
     """
+
+    def finish(table: pa.Table, raw: Raw, exact: bool) -> Battles:
+        return _battles(table, raw, anony_only, require_style, exact=exact)
+
+    return _read(path, finish, every_column=False)
+
+
+@dataclass
+class Checked:
+    """A text-free log read in columns and checked (:func:`import_columns`): ``table`` holds its
+    columns, ``records(start, stop)`` its raw records as
+    :func:`~leaderboard.data.formats.arena.battle_records` gives them (for the ids made by hashing a
+    record; asked for in file order)."""
+
+    table: pa.Table
+    records: Callable[[int, int], list[Any]]
+    parquet: bool
+
+
+def import_columns(path: Path) -> Checked | None:
+    """The checked columns of a text-free log for the importer, or None when the log needs the
+    per-record path (texts, metadata, another layout, or a column of an unexpected type).
+
+    Raises
+    ------
+    leaderboard.data.formats.arena.BattleLogError
+        A bad record: the same one line as the per-record check.
+    """
+
+    def finish(table: pa.Table, raw: Raw, exact: bool) -> Checked:
+        _check(table, raw, exact=exact)
+        from leaderboard.data.formats.arena import _is_parquet
+
+        return Checked(table, _records_of(path, table), parquet=_is_parquet(path))
+
+    return _read(path, finish, every_column=True)
+
+
+def _records_of(path: Path, table: pa.Table) -> Callable[[int, int], list[Any]]:
+    from leaderboard.data.formats.arena import _is_parquet
+
+    if _is_parquet(path):
+        # What battle_records gives: a batch's to_pylist, every column of the file.
+        return lambda start, stop: table.slice(start, stop - start).to_pylist()
+    lines = _raw_lines(path)
+    done = 0
+
+    def records(start: int, stop: int) -> list[Any]:
+        nonlocal done
+        for _ in range(start - done):
+            next(lines)
+        done = stop
+        return [next(lines) for _ in range(stop - start)]
+
+    return records
+
+
+def _raw_lines(path: Path) -> Iterator[Any]:
+    """The records of a JSON Lines file or a JSON array as the per-record reader decodes them."""
+    from leaderboard.data.formats.arena import battle_records
+
+    return (record for _, record in battle_records(path))
+
+
+Raw = Callable[[int], tuple[str, Any]]
+
+
+def _read(
+    path: Path, finish: Callable[[pa.Table, Raw, bool], _T], *, every_column: bool
+) -> _T | None:
     from leaderboard.data.formats.arena import _is_parquet
 
     try:
         if _is_parquet(path):
-            return _parquet(path, anony_only, require_style)
+            return _parquet(path, finish, every_column)
         if path.suffix == ".csv":
             return None
         with path.open("rb") as fh:
@@ -62,8 +134,8 @@ def read_columns(path: Path, *, anony_only: bool, require_style: bool) -> Battle
         if not head:
             return None
         if head.startswith(b"["):
-            return _json_array(path, anony_only, require_style)
-        return _json_lines(path, anony_only, require_style)
+            return _json_array(path, finish)
+        return _json_lines(path, finish)
     except _Slow:
         return None
 
@@ -71,7 +143,7 @@ def read_columns(path: Path, *, anony_only: bool, require_style: bool) -> Battle
 # --- Formats: each gives the columns (arrow) and a way to fetch one raw record for messages ----
 
 
-def _parquet(path: Path, anony_only: bool, require_style: bool) -> Battles:
+def _parquet(path: Path, finish: Callable[[pa.Table, Raw, bool], _T], every_column: bool) -> _T:
     import pyarrow.parquet as pq
 
     try:
@@ -83,10 +155,11 @@ def _parquet(path: Path, anony_only: bool, require_style: bool) -> Battles:
         schema = parquet.schema_arrow
         if "response_a" in schema.names:
             raise _Slow  # the pairwise layout
-        # Columns whose type alone shows every value is accepted are not read.
+        # Columns whose type alone shows every value is accepted are not read (the importer
+        # reads them all: a record's hash is its id when it has none).
         present = [f for f in FIELDS if f in schema.names and
                    not (f in TYPE_ONLY and _type_ok(f, schema.field(f).type))]  # fmt: skip
-        table = parquet.read(columns=present)
+        table = parquet.read(columns=None if every_column else present)
     except (pa.ArrowException, OSError) as exc:
         raise _Slow from exc
 
@@ -100,10 +173,10 @@ def _parquet(path: Path, anony_only: bool, require_style: bool) -> Battles:
             start += rows
         raise IndexError(i)
 
-    return _battles(table, raw, anony_only, require_style, exact=True)
+    return finish(table, raw, True)
 
 
-def _json_lines(path: Path, anony_only: bool, require_style: bool) -> Battles:
+def _json_lines(path: Path, finish: Callable[[pa.Table, Raw, bool], _T]) -> _T:
     import pyarrow.json as pj
 
     try:
@@ -131,10 +204,10 @@ def _json_lines(path: Path, anony_only: bool, require_style: bool) -> Battles:
                         return f"{path}: line {number}", json.loads(line)
         raise IndexError(i)
 
-    return _battles(table, raw, anony_only, require_style, exact=False)
+    return finish(table, raw, False)
 
 
-def _json_array(path: Path, anony_only: bool, require_style: bool) -> Battles:
+def _json_array(path: Path, finish: Callable[[pa.Table, Raw, bool], _T]) -> _T:
     import orjson
 
     try:
@@ -160,7 +233,7 @@ def _json_array(path: Path, anony_only: bool, require_style: bool) -> Battles:
     if "response_a" in table.column_names:
         raise _Slow  # perhaps the pairwise layout
     try:
-        return _battles(table, raw, anony_only, require_style, exact=False)
+        return finish(table, raw, False)
     except _Slow:
         if any(name in table.column_names and _has_text(table[name]) for name in TEXTS):
             raise
@@ -319,6 +392,13 @@ def _battles(
     *,
     exact: bool,
 ) -> Battles:
+    coded = _check(table, raw, exact=exact)
+    return _build(table, coded, table.num_rows, anony_only, require_style, raw)
+
+
+def _check(table: pa.Table, raw: Raw, *, exact: bool) -> dict[str, tuple[np.ndarray, list[Any]]]:
+    """Raise the per-record error of the first bad record (or :class:`_Slow`); else the encoded
+    required text columns."""
     for name in TEXTS:
         if name in table.column_names and _has_text(table[name]):
             raise _Slow
@@ -340,7 +420,7 @@ def _battles(
             bad |= flags
     if bad.any():
         _raise(raw, int(np.argmax(bad)))
-    return _build(table, coded, n, anony_only, require_style, raw)
+    return coded
 
 
 # --- Battles from checked columns ---------------------------------------------------------------
