@@ -33,7 +33,7 @@ from django.utils import timezone
 from arena.visitors import keyed_hash
 from leaderboard.data.formats.arena import LANGUAGE_TAGS, OUTCOME_NAMES, BattleLogError
 from leaderboard.data.formats.columnar import Checked, _encode, _numpy, import_columns
-from leaderboard.data.importer import _NAME_MAX, BULK_BATCH, _Rows, imported_ids
+from leaderboard.data.import_store import _NAME_MAX, BULK_BATCH, _Rows, imported_ids
 from leaderboard.engine.pairs import OUTCOME_CODES
 
 

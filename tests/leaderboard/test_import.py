@@ -374,7 +374,7 @@ def test_the_already_imported_check_uses_the_unique_index(db: None, tmp_path: Pa
     """Without the index, each batch read every vote of its source: imports slowed as they went."""
     from django.db import connection
 
-    from leaderboard.data.importer import imported_ids, present_sql
+    from leaderboard.data.import_store import imported_ids, present_sql
 
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:
