@@ -56,6 +56,8 @@ lint: $(DEV_STAMP)
 	$(PY) -m ruff format --check .
 	ARENA_DEMO=1 $(PY) manage.py makemigrations --check --dry-run
 	ARENA_DEMO=1 $(PY) -m mypy  # the Django plugin imports the settings
+	$(VENV)/bin/lint-imports  # the layers ([tool.importlinter] in pyproject.toml)
+	$(PY) scripts/import_cycles.py  # no two modules import each other, tests and benchmarks included
 
 # `make bench QUICK=1`: the web hot path's benchmarks only, small (about 5 minutes on 2 cores).
 # Each prints its peer beside its figure (floors, direct to the model server, a static file).

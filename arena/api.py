@@ -341,7 +341,8 @@ async def _stream_events(
                 for entry_id, fields in entries:
                     cursors[side].entry_id = entry_id
                     event_id = streams.cursors_format(cursors)
-                    kind, text = fields.get("k"), fields.get("t", "")
+                    entry = streams.stream_entry_decode(fields)
+                    kind, text = entry.kind, entry.text
                     if kind == streams.DELTA:
                         yield _sse("delta", {"side": side, "text": text}, event_id)
                     elif kind == streams.DONE:

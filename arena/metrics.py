@@ -251,9 +251,8 @@ class ArenaCollector:
 
 def _gauges(client: redis.Redis) -> Iterable[Metric]:
     # Imported here: this module is imported by the services, and these import the models.
+    from arena.heartbeat import capacity_key, workers_alive
     from arena.models import ArenaModel
-    from workers.capacity import capacity_key
-    from workers.heartbeat import workers_alive
 
     models = list(ArenaModel.objects.values_list("name", "enabled", "healthy", "max_concurrency"))
     now = time.time()
@@ -304,7 +303,7 @@ def _gauges(client: redis.Redis) -> Iterable[Metric]:
 
 
 def _workers_alive(client: redis.Redis, live: Sequence[object] | None = None) -> Metric:
-    from workers.heartbeat import workers_alive
+    from arena.heartbeat import workers_alive
 
     alive = GaugeMetricFamily("arena_workers_alive", "Workers with a fresh heartbeat.")
     alive.add_metric([], len(workers_alive(client) if live is None else live))

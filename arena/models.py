@@ -236,9 +236,9 @@ class Vote(models.Model):
     external_id = models.CharField(max_length=200, blank=True)
     # False where the names were visible when the vote was cast (imported non-anonymous battles).
     anony = models.BooleanField(default=True)
-    # A hash of the normalised first prompt (leaderboard.formats.records.prompt_hash), so that
+    # A hash of the normalised first prompt (arena.prompts.prompt_hash), so that
     # the leaderboard can count how often a prompt recurs in SQL and down-sample the most
-    # repeated ones (leaderboard/dedup.py). Empty: unknown, never down-sampled.
+    # repeated ones (leaderboard/engine/dedup.py). Empty: unknown, never down-sampled.
     prompt_key = models.CharField(max_length=32, blank=True, db_index=True)
     # Made up by `manage.py seed_votes` (a demo's simulated voter, not a person): counted by the
     # leaderboard, which says how many it includes, and left out of exports unless asked for.
@@ -287,7 +287,7 @@ class SamplingPolicy(models.TextChoices):
 
 class SamplingPlan(models.Model):
     """The adaptive policy's pair probabilities, precomputed from the battle counts so that a battle
-    request only draws (see arena/sampling_plan.py)."""
+    request only draws (see arena/sampling/plan.py)."""
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     # The pool the plan was made for (model names), in the order of the matrix rows.

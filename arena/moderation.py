@@ -31,7 +31,7 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 
-# Every reason a vote is excluded for by moderation starts with this (leaderboard/export.py
+# Every reason a vote is excluded for by moderation starts with this (leaderboard/data/export.py
 # removes such votes when asked to "exclude moderated").
 VOTE_REASON_PREFIX = "moderation"
 # The category of a verdict that the failure policy made, not a checker.

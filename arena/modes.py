@@ -27,6 +27,7 @@ from django.db import transaction
 
 from arena import selectors, services
 from arena.errors import Conflict, InvalidInput, NotFound, Unavailable
+from arena.messages import Message
 from arena.models import (
     AnswerFeedback,
     ArenaModel,
@@ -38,7 +39,6 @@ from arena.models import (
     Side,
     Turn,
 )
-from workers.backends.base import Message
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ def battle_named_create(
     }
     if len(picked) == 2 and picked["a"].id == picked["b"].id:
         raise InvalidInput("Choose two different models.")
-    services._rate_limit(_limits(visitor_id, ip_hash), what="new battles")
-    services._prompt_moderate(prompt, battle=None, visitor_id=visitor_id)
+    services.rate_limit(_limits(visitor_id, ip_hash), what="new battles")
+    services.prompt_moderate(prompt, battle=None, visitor_id=visitor_id)
     for side in ("a", "b"):
         if side not in picked:
             others = [m for m in choosable.values() if m not in picked.values()]
@@ -104,7 +104,7 @@ def battle_named_create(
                 raise Unavailable("No other model can be chosen at random now.")
             picked[side] = others[int((rng or np.random.default_rng()).integers(len(others)))]
     message: list[Message] = [{"role": "user", "content": prompt}]
-    services._context_check([(picked["a"], message), (picked["b"], message)])
+    services.context_check([(picked["a"], message), (picked["b"], message)])
     with transaction.atomic():
         battle = Battle.objects.create(
             mode=BattleMode.NAMED,
@@ -114,7 +114,7 @@ def battle_named_create(
             ip_hash=ip_hash,
         )
         turn = Turn.objects.create(battle=battle, index=0, prompt=prompt)
-        services._responses_create(battle, turn)
+        services.responses_create(battle, turn)
     log.info(
         "named battle %s created: %s vs %s",
         battle.id,
@@ -146,16 +146,16 @@ def chat_get(*, chat_id: str, visitor_id: str) -> Battle:
 def _answer_create(chat: Battle, turn: Turn) -> None:
     response = Response.objects.create(turn=turn, side=Side.A, model=chat.model_a)
     jobs = [(response.id, chat.model_a.queue)]
-    transaction.on_commit(partial(services._generation_enqueue, jobs))
+    transaction.on_commit(partial(services.generation_enqueue, jobs))
 
 
 def chat_create(*, visitor_id: str, prompt: object, model: object, ip_hash: str = "") -> Battle:
     """A conversation with one chosen model: its first turn and one queued answer."""
     prompt = services.prompt_clean(prompt)
     chosen = _model_pick(model, field="model", choosable={m.name: m for m in models_choosable()})
-    services._rate_limit(_limits(visitor_id, ip_hash), what="new chats")
-    services._prompt_moderate(prompt, battle=None, visitor_id=visitor_id)
-    services._context_check([(chosen, [{"role": "user", "content": prompt}])])
+    services.rate_limit(_limits(visitor_id, ip_hash), what="new chats")
+    services.prompt_moderate(prompt, battle=None, visitor_id=visitor_id)
+    services.context_check([(chosen, [{"role": "user", "content": prompt}])])
     with transaction.atomic():
         chat = Battle.objects.create(
             mode=BattleMode.CHAT,
@@ -191,7 +191,7 @@ def _last_answer(chat: Battle) -> tuple[Turn, Response]:
 def chat_continue(*, chat: Battle, visitor_id: str, prompt: object) -> Turn:
     """The next message of the conversation, once the last answer is complete."""
     prompt = services.prompt_clean(prompt)
-    services._prompt_moderate(prompt, battle=chat, visitor_id=visitor_id)
+    services.prompt_moderate(prompt, battle=chat, visitor_id=visitor_id)
     with transaction.atomic():
         chat = _chat_lock(chat, visitor_id)
         turn, answer = _last_answer(chat)
@@ -204,7 +204,7 @@ def chat_continue(*, chat: Battle, visitor_id: str, prompt: object) -> Turn:
                 f"This chat reached its limit of {settings.ARENA_MAX_TURNS} turns: start a new one."
             )
         history = selectors.battle_conversation(chat, Side.A)
-        services._context_check([(chat.model_a, [*history, {"role": "user", "content": prompt}])])
+        services.context_check([(chat.model_a, [*history, {"role": "user", "content": prompt}])])
         new_turn = Turn.objects.create(battle=chat, index=turn.index + 1, prompt=prompt)
         _answer_create(chat, new_turn)
     return new_turn
@@ -225,7 +225,7 @@ def chat_feedback_record(
         if answer.status != ResponseStatus.DONE:
             raise Conflict("Wait until the answer is complete before you rate it.")
         # The vote budget: labels are votes on single answers.
-        services._rate_limit(
+        services.rate_limit(
             [(f"vote:{visitor_id}", settings.ARENA_VOTES_PER_MINUTE, 60)], what="votes"
         )
         feedback, _ = AnswerFeedback.objects.update_or_create(

@@ -78,8 +78,8 @@ async def _redis() -> None:
 
 def _workers() -> dict[str, Any]:
     """Live workers, and the enabled models whose queue none of them consumes."""
+    from arena.heartbeat import heartbeat_redis, workers_alive
     from arena.models import ArenaModel
-    from workers.heartbeat import heartbeat_redis, workers_alive
 
     alive = workers_alive(heartbeat_redis())
     consumed = {queue for worker in alive for queue in worker.queues}

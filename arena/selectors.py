@@ -6,6 +6,7 @@ from typing import Any
 
 from arena.errors import Forbidden, NotFound
 from arena.images import image_data_url
+from arena.messages import Message
 from arena.models import (
     ArenaModel,
     Battle,
@@ -17,7 +18,6 @@ from arena.models import (
     Turn,
     Vote,
 )
-from workers.backends.base import Message
 
 
 def battle_get(*, battle_id: str, visitor_id: str, with_models: bool = True) -> Battle:
@@ -69,8 +69,13 @@ def turns_with_responses(battle: Battle) -> list[tuple[Turn, dict[str, Response]
 
 def battle_conversation(battle: Battle, side: str) -> list[Message]:
     """What one side's model said, turn by turn: user prompts and its own answers."""
+    return turns_conversation(turns_with_responses(battle), side)
+
+
+def turns_conversation(turns: list[tuple[Turn, dict[str, Response]]], side: str) -> list[Message]:
+    """:func:`battle_conversation` from turns already loaded by :func:`turns_with_responses`."""
     messages: list[Message] = []
-    for turn, responses in turns_with_responses(battle):
+    for turn, responses in turns:
         messages.append({"role": "user", "content": turn.prompt})
         response = responses.get(side)
         if response is not None and response.status == ResponseStatus.DONE:

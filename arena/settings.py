@@ -157,8 +157,8 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 EMBEDDED_REDIS_PORT = envint("ARENA_REDIS_PORT", 6399, minimum=1)
 REDIS_URL = envredis("REDIS_URL", f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0")
 REDIS_IS_EMBEDDED = "REDIS_URL" not in os.environ
-# The shared Redis keeps rendered leaderboard replies (leaderboard/page_cache.py) for every web
-# process; keys carry the snapshot, so nothing is ever invalidated by hand.
+# The shared Redis keeps rendered leaderboard replies (leaderboard/pages/page_cache.py) for every
+# web process; keys carry the snapshot, so nothing is ever invalidated by hand.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -359,7 +359,8 @@ ARENA_ANOMALY_ALPHA = envfloat("ARENA_ANOMALY_ALPHA", 0.01, minimum=1e-12, maxim
 ARENA_ANOMALY_BURST_VOTES = envint("ARENA_ANOMALY_BURST_VOTES", 30, minimum=1)
 ARENA_ANOMALY_BURST_SECONDS = envint("ARENA_ANOMALY_BURST_SECONDS", 600, minimum=1)
 ARENA_ANOMALY_SIDE_MIN_VOTES = envint("ARENA_ANOMALY_SIDE_MIN_VOTES", 20, minimum=1)
-# The categories are data: each is a subset of the valid votes (see leaderboard/categories.py).
+# The categories are data: each is a subset of the valid votes (see
+# leaderboard/pipeline/categories.py).
 # Columns: language (a tag such as "en"), is_english, turns, prompt_chars, is_code, tstamp.
 ARENA_CATEGORIES: list[dict[str, object]] = [
     {"name": "overall"},
@@ -440,10 +441,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.probe_unhealthy_models",
         "schedule": float(ARENA_HEALTH_PROBE_SECONDS),
     },
-    "refresh-sampling-plan": {
-        "task": "arena.tasks.refresh_sampling_plan",
-        "schedule": float(ARENA_LEADERBOARD_REFRESH_SECONDS),
-    },
+    # The snapshot, and with it the adaptive sampling plan (leaderboard/tasks.py).
     "refresh-leaderboard": {
         "task": "leaderboard.tasks.refresh_leaderboard",
         "schedule": float(ARENA_LEADERBOARD_REFRESH_SECONDS),
@@ -457,7 +455,7 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "arena.logs.JsonFormatter"},
     },
-    # Web processes and Celery workers alike (workers/__init__.py keeps Celery from replacing it).
+    # Web processes and Celery workers alike (arena/celery.py keeps Celery from replacing it).
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": ARENA_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # httpx logs every request at INFO: one line per generation in a worker is noise.

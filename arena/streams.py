@@ -1,4 +1,5 @@
-"""Token streams in Redis: the keys, the worker's batched writer and the SSE reader's helpers.
+"""Token streams in Redis: the keys, the entry format with its writer and its reader, and the
+SSE reader's cursors.
 
 One Redis Stream per Response, `arena:stream:<battle id>:<response id>`. Entries carry a kind `k`:
 `d` (a delta, text in `t`), `done` (the answer is stored in the database; `t` is the finish
@@ -11,12 +12,15 @@ from __future__ import annotations
 import functools
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.typing import EncodableT, FieldT
 
 DELTA = "d"
 DONE = "done"
@@ -24,6 +28,23 @@ FAIL = "fail"
 # A worker flushes what it has gathered at least this often, or once it holds this much text.
 FLUSH_SECONDS = 0.05
 FLUSH_CHARS = 64
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    kind: str  # DELTA, DONE or FAIL
+    text: str  # the delta, the finish reason, or the message for the visitor
+
+
+def stream_entry_encode(kind: str, text: str) -> dict[FieldT, EncodableT]:
+    """An entry's fields as they are written (one-letter names: an entry is written per ~50 ms
+    of every answer)."""
+    return {"k": kind, "t": text}
+
+
+def stream_entry_decode(fields: Mapping[Any, Any]) -> StreamEntry:
+    """An entry as `stream_entry_encode` wrote it; a missing field reads as empty."""
+    return StreamEntry(kind=str(fields.get("k", "")), text=str(fields.get("t", "")))
 
 
 def stream_key(battle_id: str, response_id: int) -> str:
@@ -69,7 +90,7 @@ class StreamWriter:
 
     def flush(self) -> None:
         if self._pending:
-            self.client.xadd(self.key, {"k": DELTA, "t": "".join(self._pending)})
+            self.client.xadd(self.key, stream_entry_encode(DELTA, "".join(self._pending)))
             self._pending.clear()
             self._pending_chars = 0
         self._last_flush = time.monotonic()
@@ -78,7 +99,7 @@ class StreamWriter:
         """Flush, write the final entry and let the stream expire (the database has it now)."""
         self.flush()
         pipe = self.client.pipeline()
-        pipe.xadd(self.key, {"k": kind, "t": text})
+        pipe.xadd(self.key, stream_entry_encode(kind, text))
         pipe.expire(self.key, settings.ARENA_STREAM_TTL_SECONDS)
         pipe.execute()
 

@@ -5,8 +5,8 @@
 Prints one table row per (case, interval method): the lowest, mean and highest per-model share
 of arenas whose interval covered the centred true strength, model 0's (the thin model in the
 thin cases), and the Monte-Carlo standard error of one model's share. The cases and what
-"covers" means are in ``leaderboard/coverage.py``; ``tests/leaderboard/test_coverage.py`` is the
-short version that CI runs.
+"covers" means are in ``leaderboard/engine/coverage.py``; ``tests/leaderboard/test_coverage.py`` is
+the short version that CI runs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leaderboard.coverage import CASES, coverage
+from leaderboard.engine.coverage import CASES, coverage
 
 
 def main() -> None:

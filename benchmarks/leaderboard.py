@@ -10,10 +10,10 @@ Steps, each timed:
    `INSERT ... SELECT` over a recursive sequence per table, random pairs and outcomes): the page
    must not care how many votes there are.
 3. The snapshot is built from generated arrays (200 models, strengths N(0, 1), `--battles`
-   battles) through the ratings engine (`leaderboard.snapshots.category_result`), one result per
-   category over a random subset, as `leaderboard_snapshot_create` would store it; fitting the 10M
-   stored rows themselves would take the snapshot job minutes and is not what is measured here.
-   60 older snapshots carry the rating history.
+   battles) through the ratings engine (`leaderboard.pipeline.snapshots.category_result`), one
+   result per category over a random subset, as `leaderboard_snapshot_create` would store it;
+   fitting the 10M stored rows themselves would take the snapshot job minutes and is not what is
+   measured here. 60 older snapshots carry the rating history.
 4. One uvicorn process serves the app; `--clients` concurrent httpx clients request /leaderboard,
    then /api/leaderboard, then a static file, `--requests` requests each, after a warm-up.
 
@@ -56,9 +56,9 @@ def seed(votes: int, battles: int) -> None:
     from django.db import connection, transaction
 
     from arena.models import ArenaModel
+    from leaderboard.engine.simulation import simulate
     from leaderboard.models import LeaderboardSnapshot
-    from leaderboard.snapshots import category_result
-    from tests.leaderboard.conftest import simulate
+    from leaderboard.pipeline.snapshots import category_result
 
     started = time.monotonic()
     ArenaModel.objects.bulk_create(

@@ -61,7 +61,7 @@ def peak_mb() -> float:
 
 
 def case_ours(n: int, rounds: int) -> dict[str, float]:
-    from leaderboard import ratings as R
+    from leaderboard.engine import ratings as R
 
     a, b, o = generate(n)
     t_agg, counts = timed(lambda: R.aggregate_counts(a, b, o, N_MODELS))
@@ -76,7 +76,7 @@ def case_ours(n: int, rounds: int) -> dict[str, float]:
 
 
 def case_style(n: int, rounds: int) -> dict[str, float]:
-    from leaderboard import style as S
+    from leaderboard.engine import style as S
 
     a, b, o = generate(n)
     rng = np.random.default_rng(1)
@@ -172,7 +172,7 @@ def case_parse(n: int, rounds: int) -> dict[str, float]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from leaderboard.formats.arena import read_battle_log
+    from leaderboard.data.formats.reader import read_battle_log
 
     df = frame(n)
     df["tstamp"] = np.arange(n, dtype=np.float64)

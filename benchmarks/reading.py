@@ -90,7 +90,7 @@ def measured(command: list[str], env: dict[str, str] | None = None) -> dict[str,
 
 
 def case_read(path: str) -> dict[str, Any]:
-    from leaderboard.formats.arena import read_battle_log
+    from leaderboard.data.formats.reader import read_battle_log
 
     started = time.perf_counter()
     battles = read_battle_log(path)

@@ -19,12 +19,12 @@ Shapes (rating points; 400 points are odds of 10 to 1):
 - ``clustered``: 40 models, the top 8 within 35 points of each other, the rest spread below;
 - ``newcomer``: 30 models settled by 100,000 uniform votes, then a new model (rated 1100) joins.
 
-Policies: ``uniform`` (equal weights), ``weighted`` (``arena.sampling.pair_probabilities`` with
-the arena's hand-tuned weights: a newer quarter of the models, or the newcomer, weighted 2x),
+Policies: ``uniform`` (equal weights), ``weighted`` (``arena.sampling.policy.pair_probabilities``
+with the arena's hand-tuned weights: a newer quarter of the models, or the newcomer, weighted 2x),
 ``boost-W`` (newcomer shape only: the newcomer weighted W, for W in ``BOOSTS``, to find the best
-fixed boost in hindsight) and ``adaptive`` (``arena.adaptive`` from the battle counts, equal
-weights, horizon = step). Every policy runs from the same seeds; each seed's settled history is
-shared by the policies.
+fixed boost in hindsight) and ``adaptive`` (``arena.sampling.adaptive`` from the battle counts,
+equal weights, horizon = step). Every policy runs from the same seeds; each seed's settled history
+is shared by the policies.
 
 The bias study (``--bias RUNS``): 12 models from 600 to 1400 points, 6,000 votes, a new plan every
 500, RUNS runs per policy with paired outcome noise (``paired_runs``); it reports how far the
@@ -52,14 +52,14 @@ from scipy.special import expit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from arena.adaptive import (  # noqa: E402
+from arena.sampling.adaptive import (  # noqa: E402
     DEFAULT_FLOOR,
     adaptive_pair_probabilities,
     pair_cdf,
     pair_draw,
 )
-from arena.sampling import pair_probabilities  # noqa: E402
-from leaderboard.ratings import (  # noqa: E402
+from arena.sampling.policy import pair_probabilities  # noqa: E402
+from leaderboard.engine.ratings import (  # noqa: E402
     aggregate_counts,
     comparison_structure,
     fit_bradley_terry,
@@ -364,7 +364,8 @@ Plan = Callable[[np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 
 
 def adaptive_plan(a: np.ndarray, b: np.ndarray, o: np.ndarray, n: int) -> np.ndarray:
-    """The arena's adaptive plan from the history so far, as ``arena.sampling_plan`` makes it."""
+    """The arena's adaptive plan from the history so far, as ``leaderboard.pipeline.sampling_plan``
+    makes it."""
     return adaptive_pair_probabilities(np.bincount(a * n + b, minlength=n * n).reshape(n, n))
 
 

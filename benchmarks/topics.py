@@ -4,7 +4,7 @@
     python benchmarks/topics.py --seeds 2 --rounds 40 --prompts 20000   # quicker
 
 Recovery: three topics with their own vocabularies and a different best model in each
-(leaderboard/topic_simulation.py); Kendall tau of the conditioned and of the global ranking
+(leaderboard/engine/topic_simulation.py); Kendall tau of the conditioned and of the global ranking
 against the topic's true order, and how often the conditioned 95% intervals cover the topic-level
 truth. Cost: fitting the local encoder and the topics on N prompts (what a snapshot does), and
 one /api/rank query (encode one prompt, weight N battles, fit).
@@ -22,18 +22,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from leaderboard.conditioned import (
+from leaderboard.engine.conditioned import (
     BANDWIDTH,
     conditioned_leaderboard,
     similarity_weights,
 )
-from leaderboard.topic_simulation import (
+from leaderboard.engine.topic_simulation import (
     draw_outcomes,
     make_design,
     make_prompt,
     recovery,
 )
-from leaderboard.topics import LocalEncoder, cluster_topics
+from leaderboard.engine.topics import LocalEncoder, cluster_topics
 
 
 def main() -> None:

@@ -4,8 +4,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from leaderboard.flags import voter_flag_review
 from leaderboard.models import VoterFlag
+from leaderboard.pipeline.flags import voter_flag_review
 
 
 @admin.register(VoterFlag)

@@ -42,7 +42,8 @@ class LeaderboardSnapshot(models.Model):
 
 
 class VoterFlag(models.Model):
-    """A voter the anomaly detector flagged (leaderboard/anomaly.py); while ``excluded``, none of
+    """A voter the anomaly detector flagged (leaderboard/engine/anomaly.py); while ``excluded``,
+    none of
     their votes count for the leaderboard (they stay in the database, valid as they were).
 
     The detector creates and updates flags at each refresh; once staff reviewed a flag (the
@@ -75,7 +76,7 @@ class VoterFlag(models.Model):
 
 
 class PromptVector(models.Model):
-    """The vector of a vote's first prompt (leaderboard/embeddings.py): from the configured
+    """The vector of a vote's first prompt (leaderboard/pipeline/embeddings.py): from the configured
     embeddings endpoint, or from the local encoder of the latest prompt space. ``version`` names
     the fit or the remote model: vectors of different versions are not comparable."""
 

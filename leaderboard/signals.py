@@ -17,7 +17,7 @@ EMBED_PROMPT_TASK = "leaderboard.tasks.embed_prompt"
 
 
 def _enqueue(vote_id: int) -> None:
-    from workers import app  # the Celery app; imported late so that models load first
+    from arena.celery import app  # imported late so that models load first
 
     app.send_task(EMBED_PROMPT_TASK, args=[vote_id])
 

@@ -1,6 +1,8 @@
 """The cast and the real parts shared by the tests.
 
 - `cast`: the models of a small arena (two tiny local models and one that always fails).
+- `visitors`: the people: the battle's owner, another visitor, a staff member.
+- tests/factories.py: battles and votes made the one way.
 - `worker`: a real Celery worker process consuming the cast's queues.
 - `live_server_url`: a real uvicorn process serving the ASGI app.
 Both processes use the test database and the run's Redis (see tests/testenv.py).
@@ -13,7 +15,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -84,6 +88,24 @@ def cast(db: None, tiny_model_dir: Path) -> dict[str, ArenaModel]:
             **common,
         ),
     }
+
+
+@dataclass(frozen=True)
+class Visitors:
+    """The people of a test beside the models: the battle's owner (the visitor who started it),
+    another visitor, and a staff member (a Django user who may see the staff pages)."""
+
+    owner: str
+    other: str
+    staff: Any
+
+
+@pytest.fixture
+def visitors(db: None) -> Visitors:
+    from django.contrib.auth.models import User
+
+    staff = User.objects.create_user("staff", password="pw", is_staff=True, is_superuser=True)
+    return Visitors(owner="visitor-1", other="visitor-2", staff=staff)
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -171,7 +193,7 @@ def live_server_url(django_db_setup: None) -> Iterator[str]:
 def answer_play(response: Response, text: str = "an answer") -> None:
     """Play the worker without one: claim and complete one response through the services."""
     from arena import services
-    from workers.backends.base import Finish
+    from arena.messages import Finish
 
     claimed = services.response_claim(response_id=response.id)
     assert claimed is not None

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import redis
 
+from arena.heartbeat import capacity_key
+
 # Drop lapsed holders, then take a slot if one is free. Atomic: one script, one round trip.
 _ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -27,10 +29,6 @@ return 0
 
 class AtCapacity(Exception):
     """No slot freed up within the wait."""
-
-
-def capacity_key(model_name: str) -> str:
-    return f"arena:capacity:{model_name}"
 
 
 def capacity_acquire(

@@ -22,8 +22,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from arena import facts
+from arena.messages import Message
 from arena.models import ArenaModel, Battle, Outcome, Response, ResponseStatus, Side, Turn, Vote
-from workers.backends.base import Message
 from workers.demo_corpus import Pair
 
 SOURCE = "simulated"

@@ -26,13 +26,13 @@ from transformers import (
     LlavaProcessor,
 )
 
-from workers.tiny_models import (
+from workers.tiny_models import BuiltModel
+from workers.tiny_tokenizer import (
     BOS,
     DEFAULT_CORPUS,
     EOS,
     MAX_POSITIONS,
     PAD,
-    BuiltModel,
     train_tokenizer,
 )
 

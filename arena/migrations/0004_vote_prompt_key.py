@@ -1,11 +1,11 @@
 # The prompt key of the existing votes is filled from their stored conversations, with the same
-# function that vote_record and the importer use (leaderboard.formats.records.prompt_hash).
+# function that vote_record and the importer use (arena.prompts.prompt_hash).
 
 from django.db import migrations, models
 
 
 def fill_prompt_keys(apps, schema_editor):
-    from leaderboard.formats.records import prompt_hash
+    from arena.prompts import prompt_hash
 
     Vote = apps.get_model("arena", "Vote")
     fields = ("id", "battle_id", "external_id", "conversation_a", "conversation_b")
@@ -20,7 +20,6 @@ def fill_prompt_keys(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("arena", "0003_battle_moderation"),
     ]

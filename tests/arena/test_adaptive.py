@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from arena.adaptive import (
+from arena.sampling.adaptive import (
     adaptive_pair_probabilities,
     battle_shares,
     pair_cdf,
     pair_draw,
 )
-from arena.sampling import NotEnoughModels, pair_probabilities
+from arena.sampling.policy import NotEnoughModels, pair_probabilities
 from benchmarks.sampling import BIAS_TRUTH as TRUTH
 from benchmarks.sampling import (
     Shape,

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from arena import services
+from arena.messages import Finish
 from arena.models import Battle, Response
 from arena.streams import redis_client
-from workers.backends.base import Finish
 
 FUZZ = settings(
     max_examples=100,

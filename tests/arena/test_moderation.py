@@ -19,7 +19,7 @@ from arena import moderation, services
 from arena.errors import Refused, Unavailable
 from arena.models import ArenaModel, Battle, Response, ResponseStatus, Turn, Vote
 from arena.streams import redis_client
-from leaderboard.export import ExportFilters, configured_categories, export_queryset
+from leaderboard.data.export import ExportFilters, configured_categories, export_queryset
 from tests.conftest import CAST_QUEUES, stop, subprocess_env, worker_start
 from tests.conftest import answer_play as _answer
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
@@ -26,11 +25,11 @@ from arena.models import (
     Vote,
 )
 from arena.streams import redis_client
-from leaderboard import battles as battle_data
-from leaderboard.chat_export import chat_feedback_records
-from leaderboard.export import preferences_export
-from leaderboard.snapshots import leaderboard_snapshot_create
-from tests.conftest import answer_play
+from leaderboard.data.chat_export import chat_feedback_records
+from leaderboard.data.export import preferences_export
+from leaderboard.pipeline import battles as battle_data
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
+from tests.conftest import Visitors, answer_play
 
 VISITOR = "visitor-1"
 OTHER = "visitor-2"
@@ -271,7 +270,7 @@ def test_a_battle_is_shared_only_after_its_vote_at_an_unguessable_address(
     assert {data["model_a"]["name"], data["model_b"]["name"]} == {"tiny-a", "tiny-b"}
 
 
-def test_staff_revoke_a_share_link_and_it_stays_dead(visitor: Client) -> None:
+def test_staff_revoke_a_share_link_and_it_stays_dead(visitor: Client, visitors: Visitors) -> None:
     battle = modes.battle_named_create(
         visitor_id=VISITOR, prompt="Hi.", model_a="tiny-a", model_b="tiny-b"
     )
@@ -280,9 +279,8 @@ def test_staff_revoke_a_share_link_and_it_stays_dead(visitor: Client) -> None:
     share_id = sharing.battle_share(battle=battle, visitor_id=VISITOR)
     assert Client().get(f"/shared/{share_id}").status_code == 200
 
-    staff = User.objects.create_user("staff", password="pw", is_staff=True, is_superuser=True)
     admin = Client()
-    admin.force_login(staff)
+    admin.force_login(visitors.staff)
     reply = admin.post(
         reverse("admin:arena_battle_changelist"),
         {"action": "revoke_share_links", "_selected_action": [battle.id]},

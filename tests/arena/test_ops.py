@@ -25,13 +25,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from arena import metrics
 from arena.embedded_redis import free_port
+from arena.heartbeat import worker_beat, worker_forget
 from arena.logs import JsonFormatter
 from arena.models import ArenaModel, Response, ResponseStatus
 from arena.streams import redis_client
 from tests.conftest import ROOT, stop, subprocess_env, web_start, worker_start
 from tests.visitor import Visitor
 from workers import app as celery_app
-from workers.heartbeat import worker_beat, worker_forget
 
 TOKEN = "test-metrics-token"
 OPS_QUEUES = ["model.ops-a", "model.ops-b"]

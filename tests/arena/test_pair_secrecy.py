@@ -17,11 +17,11 @@ from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from arena import metrics, services
+from arena.heartbeat import worker_beat, worker_forget
+from arena.messages import Finish
 from arena.models import ArenaModel, Response
 from arena.streams import redis_client
-from workers.backends.base import Finish
 from workers.capacity import capacity_acquire, capacity_release
-from workers.heartbeat import worker_beat, worker_forget
 
 # Committed rows: the gauges and the readiness checks read the registry on a thread of their own.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -24,7 +24,7 @@ def _key(name: str) -> str:
 
 def _admitted(limits: list[tuple[str, int, int]]) -> bool:
     try:
-        services._rate_limit(limits, what="tries")
+        services.rate_limit(limits, what="tries")
     except RateLimited:
         return False
     return True
@@ -67,9 +67,9 @@ def test_refused_requests_do_not_push_the_window_on() -> None:
 
 def test_the_429_says_when_to_come_back() -> None:
     limits = [(_key("day"), 1, 86400), (_key("minute"), 1, 60)]
-    services._rate_limit(limits, what="new battles")
+    services.rate_limit(limits, what="new battles")
     with pytest.raises(RateLimited) as refused:
-        services._rate_limit(limits, what="new battles")
+        services.rate_limit(limits, what="new battles")
     # The limit that frees up last is the one to name: the day's.
     assert "at most 1 per 86400 s" in refused.value.message
     assert 86000 < refused.value.retry_after <= 86400
@@ -79,7 +79,7 @@ def test_all_the_limits_of_a_battle_take_one_redis_round_trip(cast: dict, settin
     redis_client().flushdb()
     client = redis_client()
     # The first call on a Redis server also loads the script (SCRIPT LOAD); count the rest.
-    services._rate_limit([(_key("warm"), 9, 60)], what="tries")
+    services.rate_limit([(_key("warm"), 9, 60)], what="tries")
     sent: list[tuple[object, ...]] = []
     original = client.execute_command
 
@@ -89,7 +89,7 @@ def test_all_the_limits_of_a_battle_take_one_redis_round_trip(cast: dict, settin
 
     client.execute_command = counting  # type: ignore[method-assign]
     try:
-        services._rate_limit(
+        services.rate_limit(
             [(_key("a"), 9, 60), (_key("b"), 9, 60), (_key("c"), 9, 86400)], what="tries"
         )
     finally:

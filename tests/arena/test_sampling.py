@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from arena.sampling import NotEnoughModels, pair_probabilities, pair_sample
+from arena.sampling.policy import NotEnoughModels, pair_probabilities, pair_sample
 
 # Chi-square test level for "the draws follow the stated distribution": a correct sampler fails
 # it one run in ten thousand.

@@ -10,9 +10,11 @@ from scipy import stats
 
 from arena import selectors, services
 from arena.models import ArenaModel, Battle, SamplingPlan, Vote
-from arena.sampling import pair_probabilities
-from arena.sampling_plan import plan_pair_draw, sampling_plan_create, sampling_plan_refresh
+from arena.sampling.plan import plan_pair_draw
+from arena.sampling.policy import pair_probabilities
 from arena.streams import redis_client
+from leaderboard.pipeline.sampling_plan import sampling_plan_create, sampling_plan_refresh
+from tests.factories import vote_build, votes_store
 
 ALPHA = 1e-4  # chi-square level: a correct sampler fails one run in ten thousand
 
@@ -30,14 +32,8 @@ def arena_with_votes(db: None) -> list[ArenaModel]:
     for _ in range(600):
         i, j = rng.choice(4, size=2, replace=False)
         won = rng.random() < 1 / (1 + np.exp(strength[j] - strength[i]))
-        battle = Battle.objects.create(model_a=models[i], model_b=models[j], visitor_id="v")
-        votes.append(
-            Vote(battle=battle, model_a=models[i], model_b=models[j],
-                 outcome="model_a" if won else "model_b", visitor_id="v", conversation_a=[],
-                 conversation_b=[], turns=1, prompt_chars=10,
-                 battle_started_at=battle.created_at)
-        )  # fmt: skip
-    Vote.objects.bulk_create(votes)
+        votes.append(vote_build(models[i], models[j], "model_a" if won else "model_b"))
+    votes_store(votes)
     return models
 
 
@@ -143,3 +139,21 @@ def test_a_plan_is_made_when_two_rateable_groups_met_one_way(arena_with_votes) -
         )  # fmt: skip
     plan = sampling_plan_refresh()
     assert plan is not None and np.isfinite(plan.probabilities).all()
+
+
+@override_settings(ARENA_SAMPLING_POLICY="adaptive")
+def test_the_transparency_table_shows_the_shares_the_plan_draws_by(arena_with_votes) -> None:
+    """The leaderboard's sampling table said "expected" from the weights even when the adaptive
+    plan was drawing, which gives the newcomer far more battles: it shows the plan's shares."""
+    from leaderboard.pages.selectors import Payload, sampling_rows
+
+    plan = sampling_plan_refresh()
+    assert plan is not None
+    models = {m.name: m for m in ArenaModel.objects.all()}
+    rows = {r["model"]: r for r in sampling_rows(Payload({}, {}, []), models)}
+    for name, share in zip(plan.pool, plan.shares, strict=True):
+        assert rows[name]["expected_share"] == pytest.approx(share, rel=1e-9)
+    assert rows["m4"]["expected_share"] > 1.5 * 2 / 5  # not the weighted share
+    with override_settings(ARENA_SAMPLING_POLICY="weighted"):
+        rows = {r["model"]: r for r in sampling_rows(Payload({}, {}, []), models)}
+        assert rows["m4"]["expected_share"] == pytest.approx(2 / 5)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 from tests.browser.test_site_browser import models_create, votes_seed
 
 

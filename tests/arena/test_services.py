@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from arena import services
 from arena.errors import Conflict, InvalidInput, RateLimited, Unavailable
+from arena.messages import Finish
 from arena.models import ArenaModel, Battle, Outcome, Response, ResponseStatus, Turn, Vote
 from arena.streams import redis_client
 from tests.conftest import answer_play as _answer
-from workers.backends.base import Finish
 
 VISITOR = "visitor-1"
 OTHER = "visitor-2"
@@ -310,3 +310,20 @@ def test_the_registry_declares_a_context_and_refuses_a_bad_one(tmp_path) -> None
     assert parsed.options["context_tokens"] == 8192
     with pytest.raises(RegistryError, match="'context_tokens': must be >= 1"):
         registry_parse(entry.replace("8192", "0"), base_dir=tmp_path)
+
+
+def test_a_vote_reads_the_battles_turns_and_answers_once(cast: dict) -> None:
+    """vote_record read the turns and their answers three times (once to check them, once per
+    side's conversation); once is enough, and the stored conversations are the same."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    battle = _new_battle()
+    _answer_all(battle)
+    with CaptureQueriesContext(connection) as queries:
+        vote = services.vote_record(battle=battle, visitor_id=VISITOR, choice="a")
+    turn_reads = [q["sql"] for q in queries if 'FROM "arena_turn"' in q["sql"]]
+    assert len(turn_reads) == 1, turn_reads
+    assert [m["role"] for m in vote.conversation_a] == ["user", "assistant"]
+    assert vote.conversation_a[1]["content"].endswith("a\n- item")
+    assert vote.conversation_b[1]["content"].endswith("b\n- item")

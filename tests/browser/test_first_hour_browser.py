@@ -16,8 +16,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard import selectors
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.pages import selectors
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 from tests.browser.conftest import layout_problems, server_env
 from tests.conftest import stop, web_start
 

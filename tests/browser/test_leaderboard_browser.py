@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from arena.models import ArenaModel, Battle, Vote
 from leaderboard.models import LeaderboardSnapshot
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

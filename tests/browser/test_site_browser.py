@@ -12,7 +12,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

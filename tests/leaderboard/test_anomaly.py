@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from leaderboard.anomaly import (
+from leaderboard.engine.anomaly import (
     Thresholds,
     burst,
     cell_counts,
@@ -15,7 +15,7 @@ from leaderboard.anomaly import (
     first_crossing,
     side_wealth,
 )
-from leaderboard.integrity import injection_trial, simulate_arena
+from leaderboard.pipeline.integrity import injection_trial, simulate_arena
 
 STRENGTHS = np.linspace(1.5, -1.5, 8)
 

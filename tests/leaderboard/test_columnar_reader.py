@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from leaderboard.formats.arena import BattleLogError, read_battle_log
-from leaderboard.formats.columnar import read_columns
+from leaderboard.data.formats.arena import BattleLogError
+from leaderboard.data.formats.columnar import read_columns
+from leaderboard.data.formats.reader import read_battle_log
 
 FORMATS = ("json", "jsonl", "parquet")
 

@@ -1,8 +1,8 @@
 """Coverage as a test: 95% intervals cover the truth 93-97% of the time in simulated arenas.
 
-Each case (``leaderboard.coverage.CASES``: no ties, 15% ties, one model at 1/10 of the battles,
-one at about 40 battles, style control with a length effect) runs a few hundred seeded arenas
-with strengths drawn afresh each time. "Covers" compares the interval with the true strength
+Each case (``leaderboard.engine.coverage.CASES``: no ties, 15% ties, one model at 1/10 of the
+battles, one at about 40 battles, style control with a length effect) runs a few hundred seeded
+arenas with strengths drawn afresh each time. "Covers" compares the interval with the true strength
 centred by the same anchor as the ratings (the battle-weighted mean of that arena).
 
 Monte-Carlo error decides what is asserted. The models of an arena other than a thin one are
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leaderboard.coverage import CASES, Case, coverage
+from leaderboard.engine.coverage import CASES, Case, coverage
 
 ROUNDS = 100  # percentile bounds at (B + 1) * alpha / 2 keep 95% with few rounds
 ARENAS = {"sandwich": 300, "bootstrap": 200}

@@ -9,11 +9,12 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from arena.models import ArenaModel, Battle, Vote
-from leaderboard import battles as battle_data
-from leaderboard.dedup import dedup_mask, prompt_cap
-from leaderboard.formats.records import prompt_hash
-from leaderboard.snapshots import downsampled_reason, leaderboard_snapshot_create
+from arena.models import ArenaModel, Vote
+from arena.prompts import prompt_hash
+from leaderboard.engine.dedup import dedup_mask, prompt_cap
+from leaderboard.pipeline import battles as battle_data
+from leaderboard.pipeline.snapshots import downsampled_reason, leaderboard_snapshot_create
+from tests.factories import vote_build, votes_store
 
 
 def zipf_keys(seed: int, n: int = 5000) -> np.ndarray:
@@ -92,29 +93,26 @@ def repeated_prompt_votes(db: None) -> dict[str, ArenaModel]:
         repeated = k >= PROMPTS_UNIQUE
         prompt = "  Hello THERE " if repeated and k % 2 else "hello there" if repeated else f"q{k}"
         conversation = [{"role": "user", "content": prompt}, {"role": "assistant", "content": "x"}]
-        battle = Battle.objects.create(model_a=a, model_b=b, visitor_id=f"v{k}")
-        row = {
-            "battle_id": battle.id,
-            "external_id": "",
-            "conversation_a": conversation,
-            "conversation_b": conversation,
-        }
-        made.append(
-            Vote(
-                battle=battle,
-                model_a=a,
-                model_b=b,
-                outcome="model_b" if repeated or k % 2 else "model_a",
-                visitor_id=f"v{k}",
-                conversation_a=conversation,
-                conversation_b=conversation,
-                turns=1,
-                prompt_chars=len(prompt),
-                battle_started_at=now - dt.timedelta(minutes=k),
-                prompt_key=prompt_hash(row),
-            )
+        vote = vote_build(
+            a,
+            b,
+            "model_b" if repeated or k % 2 else "model_a",
+            visitor_id=f"v{k}",
+            when=now - dt.timedelta(minutes=k),
+            conversation_a=conversation,
+            conversation_b=conversation,
+            prompt_chars=len(prompt),
         )
-    Vote.objects.bulk_create(made)
+        vote.prompt_key = prompt_hash(
+            {
+                "battle_id": vote.battle_id,
+                "external_id": "",
+                "conversation_a": conversation,
+                "conversation_b": conversation,
+            }
+        )
+        made.append(vote)
+    votes_store(made)
     return {"a": a, "b": b}
 
 

@@ -22,16 +22,19 @@ from django.urls import path as url
 
 from arena import facts
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard import export as export_module
-from leaderboard.export import ExportError, ExportFilters, preferences_export
-from leaderboard.formats.records import normalise
+from leaderboard.data import export as export_module
+from leaderboard.data.export import ExportError, ExportFilters, preferences_export
+from leaderboard.data.formats.records import normalise
 
 # Never a hub: `datasets` reads the local folder only.
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # The staff page as arena/urls.py includes it (and the admin login it redirects to).
-urlpatterns = [url("staff/", include("leaderboard.urls_export")), url("admin/", admin.site.urls)]
+urlpatterns = [
+    url("staff/", include("leaderboard.data.urls_export")),
+    url("admin/", admin.site.urls),
+]
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 RAW_VISITORS = ("visitor-raw-0001", "visitor-raw-0002", "visitor-raw-0003")

@@ -12,8 +12,8 @@ from PIL import Image
 from arena import services
 from arena.models import ArenaModel, Battle, Response
 from arena.streams import redis_client
-from leaderboard.export import preferences_export
-from leaderboard.formats.vision import SKIP_NO_IMAGE
+from leaderboard.data.export import preferences_export
+from leaderboard.data.formats.vision import SKIP_NO_IMAGE
 from tests.conftest import answer_play
 from tests.leaderboard.test_export import load, read_split
 

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from arena.facts import answer_words, markdown_counts
-from leaderboard.formats.arena import BattleLogError, read_battle_log
-from leaderboard.ratings import BOTH_BAD, MODEL_A, MODEL_B, TIE
+from leaderboard.data.formats.arena import BattleLogError
+from leaderboard.data.formats.reader import read_battle_log
+from leaderboard.engine.ratings import BOTH_BAD, MODEL_A, MODEL_B, TIE
 from tests.leaderboard.conftest import refdata_dir
 
 BATTLE = {"model_a": "alpha", "model_b": "beta", "winner": "model_a", "tstamp": 1.0, "anony": True}

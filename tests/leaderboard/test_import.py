@@ -15,12 +15,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard import battles as battle_data
-from leaderboard.export import ExportError, ExportFilters, preferences_export
-from leaderboard.formats.arena import BattleLogError
-from leaderboard.importer import battles_import
+from leaderboard.data.export import ExportError, ExportFilters, preferences_export
+from leaderboard.data.formats.arena import BattleLogError
+from leaderboard.data.importer import battles_import
+from leaderboard.engine.pairs import BOTH_BAD, MODEL_A, MODEL_B, TIE
 from leaderboard.models import LeaderboardSnapshot, VoterFlag
-from leaderboard.pairs import BOTH_BAD, MODEL_A, MODEL_B, TIE
+from leaderboard.pipeline import battles as battle_data
 from tests.leaderboard.conftest import refdata_dir
 from tests.leaderboard.test_export import models, read_split, votes  # noqa: F401 (fixtures)
 
@@ -267,7 +267,7 @@ def test_a_strict_import_keeps_the_records_before_the_bad_one(db: None, tmp_path
 def test_an_imported_log_shows_on_the_leaderboard_without_the_deprecated_toggle(
     db: None, client: Any
 ) -> None:
-    from leaderboard.snapshots import leaderboard_snapshot_create
+    from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 
     battles_import(path=refdata_dir() / REFERENCE)
     leaderboard_snapshot_create()
@@ -374,7 +374,7 @@ def test_the_already_imported_check_uses_the_unique_index(db: None, tmp_path: Pa
     """Without the index, each batch read every vote of its source: imports slowed as they went."""
     from django.db import connection
 
-    from leaderboard.importer import imported_ids, present_sql
+    from leaderboard.data.import_store import imported_ids, present_sql
 
     if connection.vendor == "sqlite":
         with connection.cursor() as cursor:

@@ -15,17 +15,17 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard.anomaly import Thresholds, cell_counts, detect_voters
-from leaderboard.integrity import (
+from leaderboard.engine.anomaly import Thresholds, cell_counts, detect_voters
+from leaderboard.engine.pairs import MODEL_A, Battles
+from leaderboard.engine.ratings import compute_leaderboard
+from leaderboard.pipeline.integrity import (
     adjacent_pairs,
     attack_cost,
     leaderboard_strengths,
     simulate_arena,
     swap_votes,
 )
-from leaderboard.pairs import MODEL_A, Battles
-from leaderboard.ratings import compute_leaderboard
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 
 STRENGTHS = np.linspace(1.0, -1.0, 5)
 

@@ -14,11 +14,11 @@ import pytest
 from arena import services
 from arena.models import ArenaModel, Battle, Response, ResponseStatus, Vote
 from arena.streams import redis_client
-from leaderboard import battles as battle_data
-from leaderboard.categories import category_mask
-from leaderboard.formats.arena import read_battle_log
+from leaderboard.data.formats.reader import read_battle_log
 from leaderboard.management.commands.rank import rank_file
-from leaderboard.snapshots import categories, leaderboard_snapshot_create
+from leaderboard.pipeline import battles as battle_data
+from leaderboard.pipeline.categories import category_mask
+from leaderboard.pipeline.snapshots import categories, leaderboard_snapshot_create
 from tests.conftest import answer_play
 
 ATOL = 1e-6

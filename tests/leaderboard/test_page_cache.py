@@ -8,7 +8,7 @@ from typing import Any
 from django.test import Client
 
 from arena.models import ArenaModel
-from leaderboard import page_cache, selectors
+from leaderboard.pages import page_cache, selectors
 from tests.leaderboard.test_views import synthetic_snapshot
 
 URLS = ("/leaderboard", "/api/leaderboard", "/api/leaderboard.csv", "/leaderboard/models/model-003",

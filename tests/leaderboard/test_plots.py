@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from leaderboard.plots import (
+from leaderboard.pages.plots import (
     RatingPoint,
     Series,
     diverging_colour,

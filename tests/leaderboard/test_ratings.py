@@ -13,11 +13,12 @@ import pytest
 from arena_rank.models.bradley_terry import BradleyTerry, fit_single_bootstrap_sample
 from arena_rank.utils.data_utils import PairDataset
 
-from leaderboard import ratings as R
-from leaderboard.categories import Category, category_mask, compute_category_leaderboards
-from leaderboard.formats.arena import read_battle_log
-from leaderboard.style import fit_style_control, style_features, style_sandwich_covariance
-from tests.leaderboard.conftest import refdata_dir, simulate
+from leaderboard.data.formats.reader import read_battle_log
+from leaderboard.engine import ratings as R
+from leaderboard.engine.simulation import simulate
+from leaderboard.engine.style import fit_style_control, style_features, style_sandwich_covariance
+from leaderboard.pipeline.categories import Category, category_mask, compute_category_leaderboards
+from tests.leaderboard.conftest import refdata_dir
 
 # The issue's agreement targets: ratings within 1e-3 Elo, sandwich intervals within 1%.
 ELO_ATOL = 1e-3
@@ -514,7 +515,7 @@ def test_leaderboard_rows_are_best_first_with_the_documented_keys():
 
 def test_a_model_with_few_battles_does_not_widen_the_others_intervals() -> None:
     """A newcomer's wild bootstrap swings must not drag the anchor of everyone else."""
-    from tests.leaderboard.conftest import simulate
+    from leaderboard.engine.simulation import simulate
 
     rng = np.random.default_rng(8)
     settled = simulate(rng, np.array([0.0, 0.3, 0.6, 0.9, 1.2]), 4000)
@@ -539,7 +540,7 @@ def test_a_model_with_few_battles_does_not_widen_the_others_intervals() -> None:
 
 def test_ranks_count_only_models_of_the_same_group() -> None:
     """Two groups that never met each have their own rank 1."""
-    from tests.leaderboard.conftest import simulate
+    from leaderboard.engine.simulation import simulate
 
     rng = np.random.default_rng(4)
     first = simulate(rng, np.array([0.0, 1.0, 2.0]), 3000)
@@ -644,7 +645,7 @@ def test_a_pair_that_only_tied_gets_an_honest_interval(n_ties: int) -> None:
 
 def test_style_control_on_a_handful_of_votes_is_not_available_with_the_reason() -> None:
     """Six votes once gave lists -13.4 (-14.5 to -12.3) and ratings of -5,500: now no numbers."""
-    from leaderboard.style import StyleUnavailableError
+    from leaderboard.engine.style import StyleUnavailableError
 
     rng = np.random.default_rng(22)
     battles = _battles("abc", [(0, 1, 0), (1, 2, 0), (2, 0, 0), (1, 0, 0), (0, 2, 1), (2, 1, 2)])

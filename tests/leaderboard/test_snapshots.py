@@ -9,11 +9,12 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from arena.models import ArenaModel, Battle, Vote
-from leaderboard import battles as battle_data
-from leaderboard.categories import Category, category_mask
-from leaderboard.ratings import compute_leaderboard
-from leaderboard.snapshots import leaderboard_snapshot_create
+from arena.models import ArenaModel, Vote
+from leaderboard.engine.ratings import compute_leaderboard
+from leaderboard.pipeline import battles as battle_data
+from leaderboard.pipeline.categories import Category, category_mask
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
+from tests.factories import vote_build, votes_store
 
 # The SQL-aggregated fit and the per-battle fit solve the same problem to the same tolerance.
 RATING_ATOL = 1e-6
@@ -37,16 +38,13 @@ def votes(db: None) -> list[Vote]:
         p = 1 / (1 + np.exp(strength[j] - strength[i]))
         u = rng.random()
         outcome = "tie" if u < 0.15 else ("model_a" if u < 0.15 + 0.85 * p else "model_b")
-        battle = Battle.objects.create(model_a=models[i], model_b=models[j], visitor_id="v")
         made.append(
-            Vote(
-                battle=battle,
-                model_a=models[i],
-                model_b=models[j],
-                outcome=outcome,
+            vote_build(
+                models[i],
+                models[j],
+                outcome,
                 visitor_id=f"v{k % 37}",
-                conversation_a=[],
-                conversation_b=[],
+                when=now - dt.timedelta(minutes=k),
                 language="en" if k % 3 else "de",
                 turns=1 + (k % 4 == 0),
                 prompt_chars=50 + (k % 7) * 300,
@@ -55,10 +53,9 @@ def votes(db: None) -> list[Vote]:
                 tokens_b=int(rng.integers(10, 500)),
                 style_a={"headers": int(rng.integers(0, 3)), "lists": int(rng.integers(0, 5))},
                 style_b={"bold": int(rng.integers(0, 4))},
-                battle_started_at=now - dt.timedelta(minutes=k),
             )
         )
-    return Vote.objects.bulk_create(made)
+    return votes_store(made)
 
 
 def test_snapshot_stores_every_category_with_rows_and_matrices(votes: list[Vote]) -> None:

@@ -22,11 +22,13 @@ from django.utils import timezone
 from scipy.stats import kendalltau
 
 from arena.models import ArenaModel, Battle, Vote
-from leaderboard import embeddings, selectors
+from leaderboard.engine.topic_simulation import make_design, topic_strengths
 from leaderboard.models import LeaderboardSnapshot, PromptSpace, PromptVector
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.pages import selectors
+from leaderboard.pipeline import embeddings
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 from leaderboard.tasks import embed_prompt
-from leaderboard.topic_simulation import make_design, topic_strengths
+from tests.factories import vote_build, votes_store
 
 
 @pytest.fixture(autouse=True)
@@ -63,17 +65,14 @@ def seed_votes(per_topic: int = 120, *, seed: int = 5) -> dict[str, Any]:
         text = prompt
         if flagged:
             flagged_texts.add(prompt)
-        battle = Battle.objects.create(
-            model_a=models[i], model_b=models[j], visitor_id="v",
-            moderation=[{"kind": "answer", "turn": 0}] if flagged else [],
-        )  # fmt: skip
         made.append(
-            Vote(
-                battle=battle,
-                model_a=models[i],
-                model_b=models[j],
-                outcome="model_a" if win else "model_b",
+            vote_build(
+                models[i],
+                models[j],
+                "model_a" if win else "model_b",
                 visitor_id=f"v{k % 50}",
+                when=now - dt.timedelta(seconds=k),
+                battle={"moderation": [{"kind": "answer", "turn": 0}] if flagged else []},
                 conversation_a=[
                     {"role": "user", "content": text},
                     {"role": "assistant", "content": "x"},
@@ -83,12 +82,10 @@ def seed_votes(per_topic: int = 120, *, seed: int = 5) -> dict[str, Any]:
                     {"role": "assistant", "content": "y"},
                 ],
                 language="en",
-                turns=1,
                 prompt_chars=len(text),
-                battle_started_at=now - dt.timedelta(seconds=k),
             )
         )
-    Vote.objects.bulk_create(made)
+    votes_store(made)
     return {"design": design, "models": models, "flagged": flagged_texts}
 
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from leaderboard.conditioned import (
+from leaderboard.engine.conditioned import (
     conditioned_leaderboard,
     effective_size,
     similarity_weights,
 )
-from leaderboard.pairs import Battles
-from leaderboard.ratings import compute_leaderboard
-from leaderboard.topic_simulation import make_design, make_prompt, recovery
-from leaderboard.topics import LocalEncoder, cluster_topics, nearest_topic, topic_terms
+from leaderboard.engine.pairs import Battles
+from leaderboard.engine.ratings import compute_leaderboard
+from leaderboard.engine.topic_simulation import make_design, make_prompt, recovery
+from leaderboard.engine.topics import LocalEncoder, cluster_topics, nearest_topic, topic_terms
 
 # Ratings from two fits of the same weighted likelihood agree to the fits' tolerance.
 RATING_ATOL = 1e-6

@@ -14,11 +14,12 @@ from django.template.defaultfilters import floatformat
 from django.test import Client
 from django.utils import timezone
 
-from arena.models import ArenaModel, Battle, Vote
-from leaderboard import selectors
+from arena.models import ArenaModel, Vote
+from leaderboard.engine.simulation import simulate
 from leaderboard.models import LeaderboardSnapshot
-from leaderboard.snapshots import category_result, leaderboard_snapshot_create
-from tests.leaderboard.conftest import simulate
+from leaderboard.pages import selectors
+from leaderboard.pipeline.snapshots import category_result, leaderboard_snapshot_create
+from tests.factories import vote_build, votes_store
 
 STRENGTHS = {"alpha": 1.2, "bravo": 0.8, "charlie": 0.4, "delta": 0.0, "retired": 0.6}
 STABLE_ROW_FIELDS = {
@@ -65,21 +66,19 @@ def add_votes(
         p = 1 / (1 + np.exp(STRENGTHS.get(b, 0.0) - STRENGTHS.get(a, 0.0)))
         u = rng.random()
         outcome = "tie" if u < 0.1 else ("model_a" if u < 0.1 + 0.9 * p else "model_b")
-        battle = Battle.objects.create(model_a=models[a], model_b=models[b], visitor_id="v")
         made.append(
-            Vote(
-                battle=battle, model_a=models[a], model_b=models[b], outcome=outcome,
-                visitor_id=f"v{k % 17}", conversation_a=[], conversation_b=[],
-                language=fields.get("language", "en" if k % 3 else "de"), turns=1,
+            vote_build(
+                models[a], models[b], outcome, visitor_id=f"v{k % 17}", when=now,
+                language=fields.get("language", "en" if k % 3 else "de"),
                 prompt_chars=100, has_code=fields.get("has_code", False),
                 tokens_a=int(rng.integers(10, 400)), tokens_b=int(rng.integers(10, 400)),
                 style_a=style(rng), style_b=style(rng),
-                battle_started_at=now, created_at=now - dt.timedelta(minutes=count - k),
+                created_at=now - dt.timedelta(minutes=count - k),
                 is_valid=fields.get("is_valid", True),
                 invalid_reason=fields.get("invalid_reason", ""),
             )
         )  # fmt: skip
-    return Vote.objects.bulk_create(made)
+    return votes_store(made)
 
 
 @pytest.fixture

@@ -9,18 +9,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from arena.models import ArenaModel, Battle, Vote
-from leaderboard import battles as battle_data
-from leaderboard.flags import voter_flags_update
+from arena.models import ArenaModel, Vote
 from leaderboard.models import LeaderboardSnapshot, VoterFlag
-from leaderboard.snapshots import FLAGGED_VOTER_REASON, leaderboard_snapshot_create
+from leaderboard.pipeline import battles as battle_data
+from leaderboard.pipeline.flags import voter_flags_update
+from leaderboard.pipeline.snapshots import FLAGGED_VOTER_REASON, leaderboard_snapshot_create
 from leaderboard.tasks import refresh_leaderboard
+from tests.conftest import Visitors
+from tests.factories import vote_build, votes_store
 
 STRENGTHS = {"m0": 0.0, "m1": 0.5, "m2": 1.0, "m3": 1.5}
 HONEST_VOTERS, HONEST_VOTES, ATTACK_VOTES = 40, 15, 40
@@ -43,21 +44,8 @@ def arena(db: None, settings: Any) -> dict[str, ArenaModel]:
     made = []
 
     def vote(a: str, b: str, outcome: str, voter: str, when: dt.datetime) -> None:
-        battle = Battle.objects.create(model_a=models[a], model_b=models[b], visitor_id=voter)
         made.append(
-            Vote(
-                battle=battle,
-                model_a=models[a],
-                model_b=models[b],
-                outcome=outcome,
-                visitor_id=voter,
-                conversation_a=[],
-                conversation_b=[],
-                turns=1,
-                prompt_chars=10,
-                battle_started_at=when,
-                created_at=when,
-            )
+            vote_build(models[a], models[b], outcome, visitor_id=voter, when=when, created_at=when)
         )
 
     for v in range(HONEST_VOTERS):
@@ -72,7 +60,7 @@ def arena(db: None, settings: Any) -> dict[str, ArenaModel]:
             vote("m0", "m3", "model_a", "attacker", when)
         else:
             vote("m3", "m0", "model_b", "attacker", when)
-    Vote.objects.bulk_create(made)
+    votes_store(made)
     return models
 
 
@@ -93,7 +81,7 @@ def test_the_detector_flags_the_attacker_and_no_honest_voter(arena: Any) -> None
 
 
 def test_exclusion_takes_the_votes_out_of_the_ratings_and_re_inclusion_brings_them_back(
-    arena: Any,
+    arena: Any, visitors: Visitors
 ) -> None:
     total = HONEST_VOTERS * HONEST_VOTES + ATTACK_VOTES
     counted = overall(leaderboard_snapshot_create())
@@ -114,7 +102,7 @@ def test_exclusion_takes_the_votes_out_of_the_ratings_and_re_inclusion_brings_th
     # The votes themselves are untouched.
     assert Vote.objects.filter(visitor_id="attacker", is_valid=True).count() == ATTACK_VOTES
 
-    staff = User.objects.create_user("staff", password="pw", is_staff=True, is_superuser=True)
+    staff = visitors.staff
     client = Client()
     client.force_login(staff)
     flag = VoterFlag.objects.get()
@@ -136,10 +124,12 @@ def test_exclusion_takes_the_votes_out_of_the_ratings_and_re_inclusion_brings_th
     assert not flag.excluded and "disagreement" in flag.reasons
 
 
-def test_staff_can_exclude_again_and_the_page_shows_the_excluded_votes(arena: Any) -> None:
+def test_staff_can_exclude_again_and_the_page_shows_the_excluded_votes(
+    arena: Any, visitors: Visitors
+) -> None:
     voter_flags_update()
     flag = VoterFlag.objects.get()
-    staff = User.objects.create_user("staff", password="pw", is_staff=True, is_superuser=True)
+    staff = visitors.staff
     client = Client()
     client.force_login(staff)
     changelist = reverse("admin:leaderboard_voterflag_changelist")
@@ -187,8 +177,8 @@ def test_an_imported_logs_judges_are_tested_against_their_own_log(
     and the transparency data counts each source apart."""
     import json
 
-    from leaderboard.flags import voter_summary
-    from leaderboard.importer import battles_import
+    from leaderboard.data.importer import battles_import
+    from leaderboard.pipeline.flags import voter_summary
 
     rng = np.random.default_rng(3)
     records = [

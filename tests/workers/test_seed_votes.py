@@ -13,7 +13,7 @@ from django.test import Client
 from django.test.utils import override_settings
 
 from arena.models import ArenaModel, Battle, Outcome, Vote
-from leaderboard.export import ExportFilters, preferences_export
+from leaderboard.data.export import ExportFilters, preferences_export
 from leaderboard.models import LeaderboardSnapshot
 from workers.simulated_votes import simulated_votes_create, truth_strengths
 from workers.tiny_models import DEMO_MODELS

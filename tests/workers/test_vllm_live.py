@@ -22,9 +22,12 @@ from workers.generation import generation_run
 BASE_URL = os.environ.get("ARENA_VLLM_BASE_URL", "")
 MODEL = os.environ.get("ARENA_VLLM_MODEL", "")
 
-pytestmark = pytest.mark.skipif(
-    not BASE_URL, reason="set ARENA_VLLM_BASE_URL to a vLLM server (scripts/test_vllm.sh does)"
-)
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(
+        not BASE_URL, reason="set ARENA_VLLM_BASE_URL to a vLLM server (scripts/test_vllm.sh does)"
+    ),
+]
 
 CHAT: list[Message] = [
     {"role": "system", "content": "You are terse."},

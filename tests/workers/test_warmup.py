@@ -23,7 +23,7 @@ RACE = textwrap.dedent(
     import django
     django.setup()
     import numpy as np
-    from leaderboard.anomaly import side_wealth
+    from leaderboard.engine.anomaly import side_wealth
     from workers.warmup import local_models_warm_in_background
 
     def warming():

@@ -8,41 +8,28 @@ show an operator) and never yielded.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NotRequired, Protocol, TypedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
+from arena.messages import Finish, Message, SamplingParams
 
-class Message(TypedDict):
-    role: str  # "system" | "user" | "assistant"
-    content: str
-    # A user message's attached images as data: URLs (data:image/png;base64,...), in the order
-    # shown; only backends of models whose registry entry says `vision = true` get any.
-    images: NotRequired[list[str]]
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 256
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    # Backend-specific extras (vLLM's top_k, min_p, ...), passed through untouched.
-    extra: Mapping[str, Any] = field(default_factory=dict)
+__all__ = [
+    "FAULT_MODEL",
+    "FAULT_OURS",
+    "FAULT_VISITOR",
+    "Backend",
+    "BackendError",
+    "Delta",
+    "Finish",
+    "Message",
+    "SamplingParams",
+]
 
 
 @dataclass(frozen=True)
 class Delta:
     text: str
-
-
-@dataclass(frozen=True)
-class Finish:
-    prompt_tokens: int
-    completion_tokens: int
-    # "stop" (natural end or stop string), "length" (max_tokens reached), or what the server said.
-    finish_reason: str
 
 
 # Whose fault a failed generation is. Only the model's count against its health: a visitor's

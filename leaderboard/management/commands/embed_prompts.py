@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from arena.models import Vote
-from leaderboard.embeddings import EmbeddingsError, prompt_vectors_compute
+from leaderboard.pipeline.embeddings import EmbeddingsError, prompt_vectors_compute
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from leaderboard.chat_export import chat_feedback_export
+from leaderboard.data.chat_export import chat_feedback_export
 
 
 class Command(BaseCommand):

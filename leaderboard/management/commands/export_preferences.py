@@ -21,7 +21,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from leaderboard.export import FILE_FORMATS, FORMATS, ExportError, ExportFilters, preferences_export
+from leaderboard.data.export import (
+    FILE_FORMATS,
+    FORMATS,
+    ExportError,
+    ExportFilters,
+    preferences_export,
+)
 from leaderboard.management.commands.rank import non_negative_float, positive_int
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from leaderboard.formats.arena import BattleLogError
-from leaderboard.importer import battles_import
+from leaderboard.data.formats.arena import BattleLogError
+from leaderboard.data.importer import battles_import
 
 
 class Command(BaseCommand):
@@ -57,7 +57,7 @@ class Command(BaseCommand):
             f"{result.without_text} without conversation text; new models (disabled): {models}"
         )
         if opts["refresh"]:
-            from leaderboard.snapshots import leaderboard_snapshot_create
+            from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 
             snapshot = leaderboard_snapshot_create()
             if snapshot is not None:

@@ -21,10 +21,11 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from leaderboard import battles as battle_data
-from leaderboard.anomaly import Thresholds, cell_counts
-from leaderboard.flags import anomaly_thresholds
-from leaderboard.integrity import (
+from leaderboard.engine.anomaly import Thresholds, cell_counts
+from leaderboard.management.commands.rank import non_negative_float, positive_int
+from leaderboard.pipeline import battles as battle_data
+from leaderboard.pipeline.flags import anomaly_thresholds
+from leaderboard.pipeline.integrity import (
     ADVERSARY_KINDS,
     ATTACKER_MODEL,
     HONEST,
@@ -33,7 +34,6 @@ from leaderboard.integrity import (
     pair_report,
     simulate_arena,
 )
-from leaderboard.management.commands.rank import non_negative_float, positive_int
 
 # --simulate: true strengths evenly spread over this many natural-log units (about 520 rating
 # points between the best and the worst model).

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from leaderboard.formats.arena import read_battle_log
-from leaderboard.ratings import ConvergenceError, Leaderboard, compute_leaderboard
+from leaderboard.data.formats.reader import read_battle_log
+from leaderboard.engine.ratings import ConvergenceError, Leaderboard, compute_leaderboard
 
 # Progress lines go to stderr when a bootstrap is expected to take more than a moment.
 _PROGRESS_WORK = 50_000_000

@@ -6,8 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from leaderboard.flags import voter_flags_update
-from leaderboard.snapshots import leaderboard_snapshot_create
+from leaderboard.pipeline.flags import voter_flags_update
+from leaderboard.pipeline.snapshots import leaderboard_snapshot_create
 
 
 class Command(BaseCommand):

@@ -1,0 +1,301 @@
+"""Where imported battles are written: the per-record and bulk writers, and the already-imported
+check. Apart from the importer so that its columnar path (leaderboard/data/import_columns.py)
+shares them without the two importing each other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import connection, models, transaction
+from django.utils import timezone
+
+from arena.models import ArenaModel, Battle, Vote, new_battle_id
+from arena.visitors import keyed_hash
+from leaderboard.data.formats.arena import (
+    record_facts,
+)
+from leaderboard.data.formats.records import prompt_hash
+
+BULK_BATCH = 10_000
+_NAME_MAX = ArenaModel._meta.get_field("name").max_length or 100
+_SOURCE_MAX = Vote._meta.get_field("source").max_length or 100
+
+
+@dataclass
+class ImportResult:
+    path: Path
+    source: str
+    read: int = 0
+    created: int = 0
+    already_present: int = 0
+    bad: int = 0
+    without_text: int = 0
+    errors: list[str] = field(default_factory=list)
+    models_created: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def imported_ids(source: str, ids: list[str]) -> set[str]:
+    """The ids among ``ids`` already imported under ``source``. Raw SQL: preparing 10,000
+    parameters a batch through the ORM's lookups cost more than the queries."""
+    present: set[str] = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), 900):  # SQLite's old limit on query parameters
+            chunk = ids[start : start + 900]
+            cursor.execute(present_sql(len(chunk)), [source, *chunk])
+            present.update(row[0] for row in cursor.fetchall())
+    return present
+
+
+def present_sql(n: int) -> str:
+    """The query of :func:`imported_ids` for ``n`` ids. The ``external_id != ''`` term is the
+    unique index's condition: without it SQLite cannot use that index and reads every vote of
+    the source for each batch, so an import slowed down as it went (quadratic)."""
+    quote = connection.ops.quote_name
+    marks = ", ".join(["%s"] * n)
+    return (
+        f"SELECT {quote('external_id')} FROM {quote(Vote._meta.db_table)} "
+        f"WHERE {quote('source')} = %s AND {quote('external_id')} IN ({marks}) "
+        f"AND NOT ({quote('external_id')} = '')"
+    )
+
+
+class _Store:
+    """Writes batches of checked records, creating the models the arena does not know yet."""
+
+    def __init__(self, source: str, result: ImportResult) -> None:
+        self.source, self.result = source, result
+        self.models: dict[str, int] = dict(ArenaModel.objects.values_list("name", "id"))
+
+    def save(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        if not batch:
+            return
+        ids = [external_id for external_id, _ in batch]
+        present = imported_ids(self.source, ids)
+        battles, votes = [], []
+        with transaction.atomic():
+            for external_id, record in batch:
+                if external_id in present:
+                    self.result.already_present += 1
+                    continue
+                present.add(external_id)  # a repeat later in the same batch is present too
+                battle, vote = self._build(external_id, record)
+                battles.append(battle)
+                votes.append(vote)
+            Battle.objects.bulk_create(battles)
+            Vote.objects.bulk_create(votes)
+        self.result.created += len(votes)
+
+    def _model(self, name: str) -> int:
+        if name not in self.models:
+            model, created = ArenaModel.objects.get_or_create(
+                name=name,
+                defaults={
+                    "display_name": name,
+                    "backend": "openai",
+                    "description": f"Imported from {self.source}; no backend configured.",
+                    "enabled": False,
+                    "in_registry": False,
+                    "sampling_weight": 0.0,
+                    # Shown on the leaderboard (not as deprecated), never drawn into battles.
+                    "options": {"imported": self.source},
+                },
+            )
+            self.models[name] = model.id
+            if created:
+                self.result.models_created.append(name)
+        return self.models[name]
+
+    def _build(self, external_id: str, record: dict[str, Any]) -> tuple[Battle, Vote]:
+        model_a, model_b = self._model(record["model_a"]), self._model(record["model_b"])
+        when = (
+            dt.datetime.fromtimestamp(record["tstamp"], dt.UTC)
+            if record["tstamp"] is not None
+            else timezone.now()
+        )
+        # The log's judge, namespaced by the source: the same label in two logs (or a live
+        # visitor's) is not the same voter. No judge: no voter, and the detector tests none.
+        judge = record["judge"]
+        visitor = keyed_hash("judge", f"{self.source}\0{judge}") if judge else ""
+        battle = Battle(model_a_id=model_a, model_b_id=model_b, visitor_id=visitor, created_at=when)
+        reason = record["exclusion_reason"]
+        vote = Vote(
+            battle=battle,
+            model_a_id=model_a,
+            model_b_id=model_b,
+            outcome=record["winner"],
+            visitor_id=visitor,
+            is_valid=not reason,
+            invalid_reason=reason[:200],
+            battle_started_at=when,
+            created_at=when,
+            source=self.source,
+            external_id=external_id,
+            anony=record["anony"],
+            **self._facts(record),
+        )
+        vote.prompt_key = prompt_hash(
+            {"battle_id": battle.id, "external_id": external_id,
+             "conversation_a": vote.conversation_a, "conversation_b": vote.conversation_b}
+        )  # fmt: skip
+        return battle, vote
+
+    def _facts(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The per-vote facts: the log's own values where it has them, else computed as for a
+        live vote (:func:`leaderboard.data.formats.arena.record_facts`, which `rank` reads too)."""
+        if record["conversation_a"] is None:
+            self.result.without_text += 1
+        found = record_facts(record)
+        return {
+            **found,
+            "style_a": found["style_a"] or {},
+            "style_b": found["style_b"] or {},
+            "conversation_a": record["conversation_a"] or [],
+            "conversation_b": record["conversation_b"] or [],
+        }
+
+
+class _Rows(_Store):
+    """The rows :class:`_Store` writes, written by raw SQL: ``executemany`` of one INSERT per
+    table, or COPY on PostgreSQL; a transaction per batch. Building a model instance per row
+    took more time than all the rest of an import."""
+
+    def __init__(self, source: str, result: ImportResult) -> None:
+        super().__init__(source, result)
+        if connection.vendor == "sqlite":
+            # Index pages of the votes in memory (up to 256 MB, taken as used): each insert
+            # touches nine indexes at random places; SQLite's default cache is 2 MB.
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA cache_size = -262144")
+        self.analyzed = BULK_BATCH
+        self.stored_time: Callable[[dt.datetime], Any] = (
+            (lambda when: when)
+            if connection.vendor == "postgresql"
+            else connection.ops.adapt_datetimefield_value
+        )
+        self.tables = [(model, [f for f in model._meta.concrete_fields
+                                if not isinstance(f, models.AutoField)])
+                       for model in (Battle, Vote)]  # fmt: skip
+        # Columns an import has nothing to say about (a battle's mode, its share link, ...) get
+        # their model default, so that a field added to Battle or Vote does not break the writer.
+        self.defaults = {f.attname: column_default(f) for _, fields in self.tables for f in fields}
+
+    def save(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        if not batch:
+            return
+        ids = [external_id for external_id, _ in batch]
+        present = imported_ids(self.source, ids)
+        rows: list[list[tuple[Any, ...]]] = [[], []]
+        for external_id, record in batch:
+            if external_id in present:
+                self.result.already_present += 1
+                continue
+            present.add(external_id)  # a repeat later in the same batch is present too
+            for table, values in zip(rows, self._values(external_id, record), strict=True):
+                table.append(values)
+        self.write(rows)
+
+    def write(self, rows: list[list[tuple[Any, ...]]]) -> None:
+        """One transaction: the battles' rows, then the votes'."""
+        with transaction.atomic():
+            for (model, fields), table in zip(self.tables, rows, strict=True):
+                _insert(model, fields, table)
+        self.result.created += len(rows[1])
+        if connection.vendor == "postgresql" and self.result.created >= self.analyzed * 2:
+            # PostgreSQL's statistics lag a bulk load: until its autovacuum runs ANALYZE, the
+            # planner takes the source as rare and answers imported_ids by the `source` index,
+            # reading every vote of the source for each batch (a re-import of 200k took 9.6 s,
+            # and the first import slowed down as it grew). Analysed as the votes double.
+            self.analyzed = self.result.created
+            with connection.cursor() as cursor:
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(Vote._meta.db_table)}")
+
+    def _values(
+        self, external_id: str, record: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """The battle's and the vote's column values, as :meth:`_Store._build` sets them."""
+        model_a, model_b = self._model(record["model_a"]), self._model(record["model_b"])
+        when = (
+            dt.datetime.fromtimestamp(record["tstamp"], dt.UTC)
+            if record["tstamp"] is not None
+            else timezone.now()
+        )
+        judge = record["judge"]
+        visitor = keyed_hash("judge", f"{self.source}\0{judge}") if judge else ""
+        battle_id = new_battle_id()
+        found = self._facts(record)
+        reason = record["exclusion_reason"]
+        key = prompt_hash(
+            {"battle_id": battle_id, "external_id": external_id,
+             "conversation_a": found["conversation_a"], "conversation_b": found["conversation_b"]}
+        )  # fmt: skip
+        # As Django prepares them for the driver: JSON as text, times as SQLite stores them.
+        for name in ("conversation_a", "conversation_b", "style_a", "style_b"):
+            found[name] = _json(found[name])
+        stored = self.stored_time(when)
+        battle = {
+            "id": battle_id,
+            "model_a_id": model_a,
+            "model_b_id": model_b,
+            "visitor_id": visitor,
+            "ip_hash": "",
+            "created_at": stored,
+            "moderation": "[]",
+            "simulated": False,
+        }
+        vote = {
+            **found, "battle_id": battle_id, "model_a_id": model_a, "model_b_id": model_b,
+            "outcome": record["winner"], "visitor_id": visitor, "is_valid": not reason,
+            "invalid_reason": reason[:200], "battle_started_at": stored, "created_at": stored,
+            "source": self.source, "external_id": external_id, "anony": record["anony"],
+            "prompt_key": key, "simulated": False,
+        }  # fmt: skip
+        defaults = self.defaults
+        return (
+            tuple([battle.get(f.attname, defaults[f.attname]) for f in self.tables[0][1]]),
+            tuple([vote.get(f.attname, defaults[f.attname]) for f in self.tables[1][1]]),
+        )
+
+
+_NO_DEFAULT = object()
+
+
+def column_default(field: Any) -> Any:
+    """A column's value as the raw-SQL writer stores it when an import does not set it: the
+    model default (JSON as text), else NULL where allowed; a marker that fails loudly at
+    insert otherwise (a new required column the importer must learn about)."""
+    if field.has_default() and not callable(field.default):
+        value = field.get_default()
+        return _json(value) if isinstance(value, list | dict) else value
+    if field.has_default() and field.default in (list, dict):
+        return _json(field.default())
+    return None if field.null else _NO_DEFAULT
+
+
+def _json(value: Any) -> str:
+    """A JSONField's value as Django stores it (``json.dumps``); the empty ones without a call."""
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value)
+
+
+def _insert(model: type[models.Model], fields: list[Any], rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = ", ".join(quote(f.column) for f in fields)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join(["%s"] * len(fields))
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
