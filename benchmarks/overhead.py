@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
@@ -45,56 +44,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arena.embedded_redis import free_port, redis_server_start  # noqa: E402
+from benchmarks.procstats import cpu_seconds, rss_peak  # noqa: E402
 
 MODELS = ("bench-a", "bench-b")
 PIDS: dict[str, int] = {}  # the stack's processes by name (server, worker, web)
 
 
-def cpu_seconds(names: tuple[str, ...]) -> float:
-    """User + system CPU time so far of the named processes and all their children (uvicorn's
-    workers, Celery's pool), from the kernel's accounting (psutil)."""
-    import psutil
-
-    total = 0.0
-    for name in names:
-        root = psutil.Process(PIDS[name])
-        for process in [root, *root.children(recursive=True)]:
-            try:
-                times = process.cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            total += times.user + times.system
-    return total
-
-
 ARENA_PROCESSES = ("web", "worker", "redis")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-@contextmanager
-def rss_peak(pid: int) -> Iterator[dict[str, float]]:
-    """The process's resident set: at the start and its peak (sampled every 50 ms) until the
-    block ends."""
-    figures = {"start_mb": rss_mb(pid), "peak_mb": 0.0}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.05):
-            figures["peak_mb"] = max(figures["peak_mb"], rss_mb(pid))
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield figures
-    finally:
-        stop.set()
-        sampler.join()
 
 
 @dataclass
@@ -458,10 +414,10 @@ def main() -> None:
             with rss_peak(PIDS["worker"]) as worker_rss:
                 for _ in range(rounds):
                     direct += asyncio.run(direct_level(server_url, visitors, args.timeout))
-                    before = {name: cpu_seconds((name,)) for name in ARENA_PROCESSES}
+                    before = {name: cpu_seconds((PIDS[name],)) for name in ARENA_PROCESSES}
                     arena += asyncio.run(arena_level(arena_url, visitors, args.timeout))
                     for name in ARENA_PROCESSES:
-                        arena_cpu[name] += cpu_seconds((name,)) - before[name]
+                        arena_cpu[name] += cpu_seconds((PIDS[name],)) - before[name]
             finished = sum(s.total is not None for s in arena)
             if finished:
                 each = " | ".join(f"{arena_cpu[n] * 1000 / finished:.1f}" for n in ARENA_PROCESSES)

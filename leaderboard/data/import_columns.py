@@ -32,7 +32,8 @@ from django.utils import timezone
 
 from arena.visitors import keyed_hash
 from leaderboard.data.formats.arena import LANGUAGE_TAGS, OUTCOME_NAMES, BattleLogError
-from leaderboard.data.formats.columnar import Checked, _encode, _numpy, import_columns
+from leaderboard.data.formats.arrow_columns import arrow_encode, arrow_numpy
+from leaderboard.data.formats.columnar import Checked, import_columns
 from leaderboard.data.import_store import _NAME_MAX, BULK_BATCH, _Rows, imported_ids
 from leaderboard.engine.pairs import OUTCOME_CODES
 
@@ -48,7 +49,7 @@ def columns_import(*, path: Path, store: _Rows, progress: Callable[[int], None] 
         return False
     table = checked.table
     for side in ("model_a", "model_b"):
-        if any(len(name) > _NAME_MAX for name in _encode(table[side])[1]):
+        if any(len(name) > _NAME_MAX for name in arrow_encode(table[side])[1]):
             return False
     seen: Counter[str] = Counter()
     clock = _clock()
@@ -157,7 +158,7 @@ def _per_value(part: pa.Table, name: str, convert: Callable[[Any], Any], missing
     """A text column, each distinct value converted once; ``missing`` where there is none."""
     if name not in part.column_names:
         return [missing] * part.num_rows
-    codes, values = _encode(part[name])
+    codes, values = arrow_encode(part[name])
     lookup = np.empty(len(values) + 1, dtype=object)
     lookup[:] = [convert(v) for v in values] + [missing]
     out: list[Any] = lookup[codes].tolist()
@@ -170,7 +171,7 @@ def _numbers(part: pa.Table, name: str, fill: Any, dtype: Any) -> np.ndarray:
     col = part[name]
     if dtype is np.float64:
         col = pc.cast(col, pa.float64(), safe=False)
-    return _numpy(col, dtype, fill)
+    return arrow_numpy(col, dtype, fill)
 
 
 def _times(store: _Rows, tstamp: list[float]) -> list[Any]:
@@ -186,7 +187,7 @@ def _times(store: _Rows, tstamp: list[float]) -> list[Any]:
 def _model_ids(store: _Rows, part: pa.Table) -> tuple[list[int], list[int]]:
     """Both sides' model ids; models new to the arena are created in the order the per-record
     path meets them (record by record, side a first)."""
-    coded = [_encode(part[side]) for side in ("model_a", "model_b")]
+    coded = [arrow_encode(part[side]) for side in ("model_a", "model_b")]
     firsts = []
     for side, (codes, values) in enumerate(coded):
         distinct, first = np.unique(codes, return_index=True)

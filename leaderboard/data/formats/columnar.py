@@ -28,6 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from leaderboard.data.formats.arena import COLUMNS, LANGUAGE_TAGS, _fail, battle_record_check
+from leaderboard.data.formats.arrow_columns import (
+    arrow_encode,
+    arrow_is_text,
+    arrow_mask,
+    arrow_numpy,
+)
 from leaderboard.engine.pairs import OUTCOME_CODES, Battles
 
 # What the fast path reads; every other field of a record is ignored by the per-record check too.
@@ -282,45 +288,14 @@ def _raise(raw: Callable[[int], tuple[str, Any]], i: int) -> None:
     raise _Slow
 
 
-def _mask(expr: Any, *, missing: bool) -> np.ndarray:
-    """A boolean arrow result as numpy, a missing value counting as ``missing``."""
-    return _numpy(expr, bool, missing)
-
-
-_CASTS = {bool: pa.uint8(), np.int64: pa.int64(), np.float64: pa.float64()}
-
-
-def _numpy(values: pa.Array | pa.ChunkedArray, dtype: Any, fill: Any) -> np.ndarray:
-    """An arrow column as a new numpy array of ``dtype`` (bool, int64 or float64), ``fill`` for
-    a missing value. Not by ``to_numpy`` nor ``fill_null`` with a Python value: both import
-    pandas, half a second of ``rank``'s start."""
-    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    arr = pc.cast(arr, _CASTS[dtype], safe=False)
-    n, start = len(arr), arr.offset
-    if not n:
-        return np.zeros(0, dtype=dtype)
-    data = np.frombuffer(arr.buffers()[1], dtype=_CASTS[dtype].to_pandas_dtype())
-    out = data[start : start + n].astype(dtype)
-    if arr.null_count:
-        bits = np.unpackbits(np.frombuffer(arr.buffers()[0], dtype=np.uint8), bitorder="little")
-        out[~bits[start : start + n].astype(bool)] = fill
-    return out
-
-
-def _is_text(t: pa.DataType) -> bool:
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
-
-
 def _type_ok(name: str, t: pa.DataType) -> bool:
     """Whether every value of an arrow column of this type passes the per-record type check."""
     if pa.types.is_null(t):
         return name not in ("model_a", "model_b", "winner")
     if name in ("model_a", "model_b", "winner", *STRINGS):
-        return _is_text(t)
+        return arrow_is_text(t)
     if name == "question_id":
-        return _is_text(t) or bool(pa.types.is_integer(t))
+        return arrow_is_text(t) or bool(pa.types.is_integer(t))
     if name in ("anony", "is_code"):
         return bool(pa.types.is_boolean(t))
     if name == "tstamp":
@@ -328,18 +303,6 @@ def _type_ok(name: str, t: pa.DataType) -> bool:
     if name in ("turn", "prompt_chars"):
         return bool(pa.types.is_integer(t))
     return True
-
-
-def _encode(col: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
-    """A text column as (codes, values): ``values[codes[i]]`` is row i, code -1 a missing value.
-    Only the distinct values become Python strings."""
-    if pa.types.is_null(col.type):
-        return np.full(len(col), -1, dtype=np.int64), []
-    if not pa.types.is_dictionary(col.type):
-        col = pc.dictionary_encode(col)
-    arr = col.unify_dictionaries().combine_chunks() if col.num_chunks else col.combine_chunks()
-    codes = _numpy(arr.indices, np.int64, -1)
-    return codes, arr.dictionary.to_pylist()
 
 
 def _column_bad(name: str, col: pa.ChunkedArray, exact: bool) -> np.ndarray | None:
@@ -352,9 +315,9 @@ def _column_bad(name: str, col: pa.ChunkedArray, exact: bool) -> np.ndarray | No
         if name in ("model_a", "model_b", "winner"):
             return np.ones(len(col), dtype=bool)
         # Every value of a column of the wrong type is refused; missing values are fine.
-        return _mask(pc.is_valid(col), missing=False)
+        return arrow_mask(pc.is_valid(col), missing=False)
     if name in ("turn", "prompt_chars"):
-        return _numpy(col, np.int64, 0) < 0
+        return arrow_numpy(col, np.int64, 0) < 0
     return None
 
 
@@ -414,7 +377,7 @@ def _check(table: pa.Table, raw: Raw, *, exact: bool) -> dict[str, tuple[np.ndar
             continue
         flags = _column_bad(name, table[name], exact)
         if flags is None and name in REQUIRED:
-            coded[name] = _encode(table[name])
+            coded[name] = arrow_encode(table[name])
             flags = _text_bad(name, coded[name])
         if flags is not None:
             bad |= flags
@@ -442,14 +405,14 @@ def _build(
         col = table[name]
         if dtype is np.float64:
             col = pc.cast(col, pa.float64(), safe=False)
-        return _numpy(col, dtype, fill)
+        return arrow_numpy(col, dtype, fill)
 
     def codes(name: str) -> tuple[np.ndarray, list[Any]]:
         if name in coded:
             return coded[name]
         if name not in table.column_names:
             return np.full(n, -1, dtype=np.int64), []
-        return _encode(table[name])
+        return arrow_encode(table[name])
 
     arrays = {
         "anony": column("anony", False, bool),
