@@ -19,7 +19,6 @@ import json
 import math
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from arena.visitors import keyed_hash
 from leaderboard.data.formats.arena import LANGUAGE_TAGS, OUTCOME_NAMES, BattleLogError
 from leaderboard.data.formats.arrow_columns import arrow_encode, arrow_numpy
 from leaderboard.data.formats.columnar import Checked, import_columns
+from leaderboard.data.import_ids import RecordIds
 from leaderboard.data.import_store import _NAME_MAX, BULK_BATCH, _Rows, imported_ids
 from leaderboard.engine.pairs import OUTCOME_CODES
 
@@ -51,12 +51,12 @@ def columns_import(*, path: Path, store: _Rows, progress: Callable[[int], None] 
     for side in ("model_a", "model_b"):
         if any(len(name) > _NAME_MAX for name in arrow_encode(table[side])[1]):
             return False
-    seen: Counter[str] = Counter()
+    numbered = RecordIds()
     clock = _clock()
     for start in range(0, table.num_rows, BULK_BATCH):
         stop = min(start + BULK_BATCH, table.num_rows)
         part = table.slice(start, stop - start)
-        ids = _external_ids(part, checked, start, stop, seen)
+        ids = _external_ids(part, checked, start, stop, numbered)
         present = imported_ids(store.source, ids)
         keep = []
         for i, external_id in enumerate(ids):
@@ -90,7 +90,7 @@ def _clock() -> Iterator[int]:
 
 
 def _external_ids(
-    part: pa.Table, checked: Checked, start: int, stop: int, seen: Counter[str]
+    part: pa.Table, checked: Checked, start: int, stop: int, numbered: RecordIds
 ) -> list[str]:
     """The records' ``question_id``, or the hash of the raw record as the per-record path makes
     it (:func:`leaderboard.data.importer._checked`)."""
@@ -107,12 +107,7 @@ def _external_ids(
             json.dumps(records[i], sort_keys=True, ensure_ascii=False, default=str)
             for i in range(len(ids))
         ]
-    sha256 = hashlib.sha256
-    for i in missing:
-        external_id = "sha256:" + sha256(texts[i].encode()).hexdigest()[:32]
-        seen[external_id] += 1
-        if seen[external_id] > 1:
-            external_id = f"{external_id}#{seen[external_id]}"
+    for i, external_id in zip(missing, numbered.ids(texts[i] for i in missing), strict=True):
         ids[i] = external_id
     return ids
 
@@ -196,7 +191,9 @@ def _model_ids(store: _Rows, part: pa.Table) -> tuple[list[int], list[int]]:
         store._model(name)
     out = []
     for codes, values in coded:
-        lookup = np.array([store.models[v] for v in values] + [0], dtype=np.int64)
+        # A batch of a Parquet file keeps its row group's whole dictionary: names that occur
+        # only in later batches are in ``values`` but not created yet (never looked up here).
+        lookup = np.array([store.models.get(v, 0) for v in values] + [0], dtype=np.int64)
         out.append(lookup[codes].tolist())
     return out[0], out[1]
 
