@@ -105,7 +105,8 @@ class Battle(models.Model):
     simulated = models.BooleanField(default=False)
     # The read-only page of the finished battle (arena/sharing.py): set by the visitor after the
     # vote, at least 128 random bits; staff revoke it (the admin's action), and it stays dead.
-    share_id = models.CharField(max_length=64, null=True, blank=True, editable=False)
+    # NULL, not "", for no link: the partial unique index (Meta) holds only the shared ones.
+    share_id = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
     share_revoked = models.BooleanField(default=False)
 
     class Meta:

@@ -73,8 +73,8 @@ def test_the_queries_still_use_an_index(db: None) -> None:
     shared = Battle.objects.filter(share_id="abc", share_revoked=False)
     assert "battle_unique_share_id" in queryset_plan(shared)
     # The excluded votes by reason, as leaderboard/pipeline/snapshots.py counts them.
-    invalid = Vote.objects.filter(is_valid=False).values_list("invalid_reason").annotate(
-        n=Count("id")
+    invalid = (
+        Vote.objects.filter(is_valid=False).values_list("invalid_reason").annotate(n=Count("id"))
     )
     assert "vote_invalid" in queryset_plan(invalid)
     assert "vote_simulated" in queryset_plan(Vote.objects.filter(simulated=True))

@@ -46,7 +46,7 @@ class JsonArray:
         self.path, self.table, self._bounds = path, table, bounds
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        return int(self.table.num_rows)
 
     def bounds(self) -> Bounds:
         if self._bounds is None:
