@@ -34,7 +34,13 @@ from leaderboard.data.formats.arena import LANGUAGE_TAGS, OUTCOME_NAMES, BattleL
 from leaderboard.data.formats.arrow_columns import arrow_encode, arrow_numpy
 from leaderboard.data.formats.columnar import Checked, import_columns
 from leaderboard.data.import_ids import RecordIds
-from leaderboard.data.import_store import _NAME_MAX, BULK_BATCH, _Rows, imported_ids
+from leaderboard.data.import_store import (
+    _NAME_MAX,
+    BULK_BATCH,
+    BatchWriter,
+    _Rows,
+    imported_ids,
+)
 from leaderboard.engine.pairs import OUTCOME_CODES
 
 
@@ -51,13 +57,28 @@ def columns_import(*, path: Path, store: _Rows, progress: Callable[[int], None] 
     for side in ("model_a", "model_b"):
         if any(len(name) > _NAME_MAX for name in arrow_encode(table[side])[1]):
             return False
+    writer = BatchWriter(store)
+    try:
+        _batches(table, checked, store, writer, progress)
+    finally:
+        writer.close()
+    return True
+
+
+def _batches(
+    table: pa.Table,
+    checked: Checked,
+    store: _Rows,
+    writer: BatchWriter,
+    progress: Callable[[int], None] | None,
+) -> None:
     numbered = RecordIds()
     clock = _clock()
     for start in range(0, table.num_rows, BULK_BATCH):
         stop = min(start + BULK_BATCH, table.num_rows)
         part = table.slice(start, stop - start)
         ids = _external_ids(part, checked, start, stop, numbered)
-        present = imported_ids(store.source, ids)
+        present = imported_ids(store.source, ids) | writer.in_flight(ids)
         keep = []
         for i, external_id in enumerate(ids):
             if external_id in present:
@@ -69,11 +90,10 @@ def columns_import(*, path: Path, store: _Rows, progress: Callable[[int], None] 
         if keep:
             if len(keep) < len(ids):
                 part, ids = part.take(keep), [ids[i] for i in keep]
-            store.write(_rows(store, part, ids, f"{next(clock):010x}"))
+            writer.write(_rows(store, part, ids, f"{next(clock):010x}"), ids)
             store.result.without_text += len(keep)
         if progress:
             progress(store.result.read)
-    return True
 
 
 def _clock() -> Iterator[int]:

@@ -348,3 +348,51 @@ def _insert(model: type[models.Model], fields: list[Any], rows: list[tuple[Any, 
         else:
             marks = ", ".join(["%s"] * len(fields))
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+
+
+class BatchWriter:
+    """Writes a :class:`_Rows` store's batches; on PostgreSQL, outside a caller's transaction,
+    on a second connection in a thread, so that the server stores one batch while this process
+    makes the next (one batch in flight). Its ids count as already imported for the next
+    batch (not committed yet, so the already-imported query cannot see them). Inside a caller's
+    transaction (tests, a caller's atomic block), and on SQLite (one writer), in line."""
+
+    def __init__(self, store: _Rows) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self.store = store
+        threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self.pool = ThreadPoolExecutor(max_workers=1) if threaded else None
+        self.pending: Future[None] | None = None
+        self.flying: set[str] = set()
+
+    def in_flight(self, ids: list[str]) -> set[str]:
+        return self.flying.intersection(ids) if self.flying else set()
+
+    def write(self, rows: list[list[tuple[Any, ...]]], ids: list[str]) -> None:
+        if self.pool is None:
+            self.store.write(rows)
+            return
+        self.wait()
+        self.flying = set(ids)
+        self.pending = self.pool.submit(self.store.write, rows)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()  # the writer's error, raised here
+        self.flying = set()
+
+    def close(self) -> None:
+        """Wait for the last batch; the thread's connection is closed."""
+        if self.pool is None:
+            return
+        try:
+            self.wait()
+        finally:
+            self.pool.submit(_close_connection).result()
+            self.pool.shutdown()
+
+
+def _close_connection() -> None:
+    connection.close()  # the calling thread's own (``connection`` is per thread)

@@ -169,3 +169,19 @@ def test_without_the_right_to_skip_triggers_the_import_checks_every_row(
     store = columns_store(path, "import:x")
     assert not store.replica and store.result.created == 62
     assert Vote.objects.filter(source="import:x").count() == 62
+
+
+@postgres_only
+def test_outside_a_transaction_a_batch_is_stored_while_the_next_is_made(
+    transactional_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second connection's batch is not committed when the next batch asks what is already
+    imported: a record repeated in the next batch must still be found (else: a unique error)."""
+    monkeypatch.setattr("leaderboard.data.import_columns.BULK_BATCH", 5)
+    rows = [{**r, "question_id": f"a{i}"} for i, r in enumerate(text_free_records()[:10])]
+    path = write_log(rows[:5] + rows[:5] + rows[5:], tmp_path / "log.parquet")
+    first = battles_import(path=path, source="x")
+    assert (first.created, first.already_present) == (10, 5)
+    again = battles_import(path=path, source="x")
+    assert (again.created, again.already_present) == (0, 15)
+    assert Vote.objects.filter(source="import:x").count() == 10
