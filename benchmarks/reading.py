@@ -15,7 +15,10 @@ line (process start, Django set-up and imports included). arena-rank (lmarena) i
 own process from after its imports: pandas reads the Parquet file, ``PairDataset.from_pandas``,
 then ``BradleyTerry.compute_ratings_and_cis(ci_method="sandwich")`` (JAX compiles on this first
 call, as it does for a user). An import starts from an empty, migrated database; its rate counts
-the whole command (start included); the second import of the same file must add nothing.
+the whole command (start included); the second import of the same file must add nothing. For a
+PostgreSQL server on this machine the server's CPU time for the import is printed beside it (from
+/proc: its postmaster and the backends it has reaped): that, not the command's CPU, is what
+bounds the rate there.
 """
 
 from __future__ import annotations
