@@ -99,8 +99,9 @@ def _batches(
 def _clock() -> Iterator[int]:
     """An increasing 40-bit number per batch (the time in units of 16.8 ms, or one more than the
     last), the prefix of the batch's battle ids: a batch's battles then go into the indexes of
-    the battle id (the battle's key, the vote's unique battle_id, and on PostgreSQL their
-    ``varchar_pattern_ops`` twins) side by side instead of at random places, which took a
+    the battle id (the battle's key, the vote's unique battle_id; before migration 0008 also
+    their ``varchar_pattern_ops`` twins on PostgreSQL) side by side instead of at random places,
+    which took a
     fifth (SQLite) to a third (PostgreSQL) less CPU per battle. 10 + 22 characters: the
     column's 32, and the random part alone is as long as a live battle's id."""
     last = 0

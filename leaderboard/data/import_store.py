@@ -224,9 +224,10 @@ class _Rows(_Store):
         self.result.created += len(rows[1])
         if connection.vendor == "postgresql" and self.result.created >= self.analyzed * 2:
             # PostgreSQL's statistics lag a bulk load: until its autovacuum runs ANALYZE, the
-            # planner takes the source as rare and answers imported_ids by the `source` index,
-            # reading every vote of the source for each batch (a re-import of 200k took 9.6 s,
-            # and the first import slowed down as it grew). Analysed as the votes double.
+            # planner misjudges the votes (it answered imported_ids by the `source` index, when
+            # there was one, reading every vote of the source for each batch: a re-import of
+            # 200k took 9.6 s, and the first import slowed down as it grew). Analysed as the
+            # votes double.
             self.analyzed = self.result.created
             with connection.cursor() as cursor:
                 cursor.execute(f"ANALYZE {connection.ops.quote_name(Vote._meta.db_table)}")
