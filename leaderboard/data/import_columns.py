@@ -33,13 +33,14 @@ from arena.visitors import keyed_hash
 from leaderboard.data.formats.arena import LANGUAGE_TAGS, OUTCOME_NAMES, BattleLogError
 from leaderboard.data.formats.arrow_columns import arrow_encode, arrow_numpy
 from leaderboard.data.formats.columnar import Checked, import_columns
-from leaderboard.data.import_ids import RecordIds
+from leaderboard.data.import_ids import RecordIds, SeenIds
 from leaderboard.data.import_store import (
     _NAME_MAX,
     BULK_BATCH,
     BatchWriter,
     _Rows,
     imported_ids,
+    source_has_votes,
 )
 from leaderboard.engine.pairs import OUTCOME_CODES
 
@@ -74,11 +75,16 @@ def _batches(
 ) -> None:
     numbered = RecordIds()
     clock = _clock()
+    # A source without votes yet: what is already imported is what this import stored.
+    seen = SeenIds() if not source_has_votes(store.source) else None
     for start in range(0, table.num_rows, BULK_BATCH):
         stop = min(start + BULK_BATCH, table.num_rows)
         part = table.slice(start, stop - start)
         ids = _external_ids(part, checked, start, stop, numbered)
-        present = imported_ids(store.source, ids) | writer.in_flight(ids)
+        if seen is not None:
+            present = seen.present(ids)
+        else:
+            present = imported_ids(store.source, ids) | writer.in_flight(ids)
         keep = []
         for i, external_id in enumerate(ids):
             if external_id in present:
@@ -90,6 +96,8 @@ def _batches(
         if keep:
             if len(keep) < len(ids):
                 part, ids = part.take(keep), [ids[i] for i in keep]
+            if seen is not None:
+                seen.add(ids)
             writer.write(_rows(store, part, ids, f"{next(clock):010x}"), ids)
             store.result.without_text += len(keep)
         if progress:

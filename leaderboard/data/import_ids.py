@@ -88,3 +88,31 @@ class RecordIds:
         known[known] = self.seen[pos[known]] == unique[known]
         self.seen = np.insert(self.seen, pos[~known], unique[~known])
         return ids
+
+
+class SeenIds:
+    """The external ids stored so far by an import into a source that had no votes when it
+    began: then "already imported?" needs no query (at 2M votes each batch's query cost the
+    server 5 us a battle), only this set. Kept as 16-byte BLAKE2b keys in a sorted numpy array
+    (a collision of two ids is as unlikely as one of the 128-bit record hashes themselves)."""
+
+    def __init__(self) -> None:
+        self.keys = np.empty(0, dtype="S16")
+
+    @staticmethod
+    def _keys(ids: list[str]) -> np.ndarray:
+        blake2b = hashlib.blake2b
+        return np.array([blake2b(i.encode(), digest_size=16).digest() for i in ids], dtype="S16")
+
+    def present(self, ids: list[str]) -> set[str]:
+        """The ids among ``ids`` added before."""
+        if not len(self.keys) or not ids:
+            return set()
+        keys = self._keys(ids)
+        where = np.searchsorted(self.keys, keys).clip(0, len(self.keys) - 1)
+        found = self.keys[where] == keys
+        return {ids[i] for i in np.flatnonzero(found).tolist()}
+
+    def add(self, ids: list[str]) -> None:
+        keys = np.unique(self._keys(ids))
+        self.keys = np.insert(self.keys, np.searchsorted(self.keys, keys), keys)

@@ -65,6 +65,13 @@ def imported_ids(source: str, ids: list[str]) -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
+def source_has_votes(source: str) -> bool:
+    """Whether any vote was imported under ``source`` (by the unique index's condition)."""
+    with connection.cursor() as cursor:
+        cursor.execute(present_sql("IS NOT NULL") + " LIMIT 1", [source])
+        return cursor.fetchone() is not None
+
+
 def present_sql(among: str) -> str:
     """The query of :func:`imported_ids`, ``among`` the test on the ids. The
     ``external_id != ''`` term is the unique index's condition: without it SQLite cannot use that

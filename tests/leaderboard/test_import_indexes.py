@@ -129,6 +129,23 @@ def test_identical_records_over_many_batches_import_once_each(
     assert len(set(ids)) == 186 and sum("#" in i for i in ids) > 124
 
 
+def test_a_new_source_finds_repeated_ids_without_asking_the_database(
+    db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("leaderboard.data.import_columns.BULK_BATCH", 4)
+    rows = [{**r, "question_id": f"a{i % 6}"} for i, r in enumerate(text_free_records()[:20])]
+    path = write_log(rows, tmp_path / "log.parquet")
+    with CaptureQueriesContext(connection) as queries:
+        first = battles_import(path=path, source="x")
+    assert (first.created, first.already_present) == (6, 14)
+    asked = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "external_id')
+    ]
+    assert len(asked) == 1  # whether the source has votes; then none a batch
+    again = battles_import(path=path, source="x")
+    assert (again.created, again.already_present) == (0, 20)
+
+
 def columns_store(path: Path, label: str) -> _Rows:
     from leaderboard.data.import_columns import columns_import
 
@@ -179,9 +196,11 @@ def test_outside_a_transaction_a_batch_is_stored_while_the_next_is_made(
     imported: a record repeated in the next batch must still be found (else: a unique error)."""
     monkeypatch.setattr("leaderboard.data.import_columns.BULK_BATCH", 5)
     rows = [{**r, "question_id": f"a{i}"} for i, r in enumerate(text_free_records()[:10])]
+    # The source has a vote: "already imported?" is asked of the database, batch by batch.
+    battles_import(path=write_log(rows[9:], tmp_path / "first.parquet"), source="x")
     path = write_log(rows[:5] + rows[:5] + rows[5:], tmp_path / "log.parquet")
     first = battles_import(path=path, source="x")
-    assert (first.created, first.already_present) == (10, 5)
+    assert (first.created, first.already_present) == (9, 6)
     again = battles_import(path=path, source="x")
     assert (again.created, again.already_present) == (0, 15)
     assert Vote.objects.filter(source="import:x").count() == 10
