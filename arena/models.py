@@ -82,16 +82,21 @@ class BattleMode(models.TextChoices):
 class Battle(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_battle_id, editable=False)
     # Only a blind battle's vote is anonymous (Vote.anony) and may count on the leaderboard.
-    mode = models.CharField(
-        max_length=10, choices=BattleMode.choices, default=BattleMode.BLIND, db_index=True
+    # Never filtered on alone (a battle is read by its id, then its mode is checked): no index.
+    mode = models.CharField(max_length=10, choices=BattleMode.choices, default=BattleMode.BLIND)
+    # No index on the models' foreign keys: no query looks battles up by model (see Meta).
+    model_a = models.ForeignKey(
+        ArenaModel, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    model_a = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="+")
-    model_b = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="+")
+    model_b = models.ForeignKey(
+        ArenaModel, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     # Pseudonymous: a keyed hash of the visitor's session token, never the raw session key.
-    visitor_id = models.CharField(max_length=64, db_index=True)
+    # Compared after the battle is read by id, never looked up: no index.
+    visitor_id = models.CharField(max_length=64)
     ip_hash = models.CharField(max_length=64, blank=True)
     # A default, not auto_now_add: imported battles keep their original time.
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
     # What the moderation checker flagged in this battle (see arena/moderation.py): a list of
     # {"kind": "prompt" | "answer", "turn", "side", "response_id", "checker", "categories", ...}.
     # A flagged answer makes the vote invalid; a flagged follow-up prompt was refused.
@@ -100,11 +105,26 @@ class Battle(models.Model):
     simulated = models.BooleanField(default=False)
     # The read-only page of the finished battle (arena/sharing.py): set by the visitor after the
     # vote, at least 128 random bits; staff revoke it (the admin's action), and it stays dead.
-    share_id = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    # NULL, not "", for no link: the partial unique index (Meta) holds only the shared ones.
+    share_id = models.CharField(max_length=64, null=True, blank=True, editable=False)  # noqa: DJ001
     share_revoked = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
+        # Every index is named and costs each insert (an import writes millions): only those a
+        # query uses. Explicit indexes have no `varchar_pattern_ops` twin on PostgreSQL (no
+        # query here uses LIKE). Partial where the query asks for the rare rows only.
+        indexes = [
+            models.Index(fields=["created_at"], name="battle_created_at"),
+            # `Battle.objects.filter(simulated=True).delete()` (workers/simulated_votes.py).
+            models.Index(fields=["simulated"], condition=models.Q(simulated=True),
+                         name="battle_simulated"),
+        ]  # fmt: skip
+        constraints = [
+            # Only shared battles have a link: the others (NULL) take no room in the index.
+            models.UniqueConstraint(fields=["share_id"], condition=models.Q(share_id__isnull=False),
+                                    name="battle_unique_share_id"),
+        ]  # fmt: skip
 
     def __str__(self) -> str:
         return self.id
@@ -210,14 +230,18 @@ CHOICES: dict[str, Outcome] = {
 
 class Vote(models.Model):
     battle = models.OneToOneField(Battle, on_delete=models.PROTECT, related_name="vote")
-    model_a = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="+")
-    model_b = models.ForeignKey(ArenaModel, on_delete=models.PROTECT, related_name="+")
+    model_a = models.ForeignKey(
+        ArenaModel, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    model_b = models.ForeignKey(
+        ArenaModel, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
-    visitor_id = models.CharField(max_length=64, db_index=True)
+    visitor_id = models.CharField(max_length=64)
     # The full conversations as judged: [{"role": ..., "content": ...}, ...] per side.
     conversation_a = models.JSONField()
     conversation_b = models.JSONField()
-    is_valid = models.BooleanField(default=True, db_index=True)
+    is_valid = models.BooleanField(default=True)
     invalid_reason = models.CharField(max_length=200, blank=True)
     # Facts that categories and style control need.
     language = models.CharField(max_length=16, blank=True)
@@ -229,23 +253,39 @@ class Vote(models.Model):
     style_a = models.JSONField(default=dict)
     style_b = models.JSONField(default=dict)
     battle_started_at = models.DateTimeField()
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
     # Where the vote came from: "arena" for votes cast here, "import:<label>" for imported logs,
     # whose record id (e.g. a FastChat question_id) is kept to make re-imports idempotent.
-    source = models.CharField(max_length=100, default="arena", db_index=True)
+    source = models.CharField(max_length=100, default="arena")
     external_id = models.CharField(max_length=200, blank=True)
     # False where the names were visible when the vote was cast (imported non-anonymous battles).
     anony = models.BooleanField(default=True)
     # A hash of the normalised first prompt (arena.prompts.prompt_hash), so that
     # the leaderboard can count how often a prompt recurs in SQL and down-sample the most
     # repeated ones (leaderboard/engine/dedup.py). Empty: unknown, never down-sampled.
-    prompt_key = models.CharField(max_length=32, blank=True, db_index=True)
+    prompt_key = models.CharField(max_length=32, blank=True)
     # Made up by `manage.py seed_votes` (a demo's simulated voter, not a person): counted by the
     # leaderboard, which says how many it includes, and left out of exports unless asked for.
-    simulated = models.BooleanField(default=False, db_index=True)
+    simulated = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
+        # As Battle's: named, no LIKE twins, only what a query uses. Not indexed: the models'
+        # foreign keys (no query looks votes up by model: the fit reads them all), `source`
+        # (a source's votes are read whole, or through the unique (source, external_id) below),
+        # `is_valid=True` (nearly every vote).
+        indexes = [
+            models.Index(fields=["created_at"], name="vote_created_at"),
+            # The excluded voters' votes (`visitor_id__in=...`), a voter's votes.
+            models.Index(fields=["visitor_id"], name="vote_visitor_id"),
+            # The down-sampling of repeated prompts (leaderboard/pipeline/battles.py).
+            models.Index(fields=["prompt_key"], name="vote_prompt_key"),
+            # The excluded votes by reason (leaderboard/pipeline/snapshots.py).
+            models.Index(fields=["invalid_reason"], condition=models.Q(is_valid=False),
+                         name="vote_invalid"),
+            models.Index(fields=["simulated"], condition=models.Q(simulated=True),
+                         name="vote_simulated"),
+        ]  # fmt: skip
         constraints = [
             models.UniqueConstraint(
                 fields=["source", "external_id"],

@@ -51,3 +51,39 @@ def rss_peak(pid: int) -> Iterator[dict[str, float]]:
     finally:
         stop.set()
         sampler.join()
+
+
+def postgres_postmaster(database_url: str) -> int | None:
+    """The pid of the PostgreSQL server behind ``database_url`` when it runs on this machine
+    (read from its data directory's ``postmaster.pid``), else None."""
+    import psycopg
+
+    try:
+        with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1)) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+        return int((Path(row[0]) / "postmaster.pid").read_text().split()[0]) if row else None
+    except (psycopg.Error, OSError, ValueError, IndexError):
+        return None
+
+
+def postgres_cpu_seconds(postmaster: int) -> float:
+    """User + system CPU time so far of a PostgreSQL server: its postmaster with the children
+    it has reaped (``cutime``/``cstime``: a backend that has exited is counted there) and the
+    live children (backends, autovacuum, checkpointer)."""
+    import os
+
+    def stat(pid: int) -> list[str]:
+        # After the command name (which may hold spaces): state, ppid, ... utime is field 14.
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+
+    total = sum(int(v) for v in stat(postmaster)[11:15])
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == postmaster:
+            continue
+        try:
+            fields = stat(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile (then counted in the postmaster's cutime)
+        if int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,15 @@ from arena.visitors import keyed_hash
 from leaderboard.data.formats.arena import LANGUAGE_TAGS, OUTCOME_NAMES, BattleLogError
 from leaderboard.data.formats.arrow_columns import arrow_encode, arrow_numpy
 from leaderboard.data.formats.columnar import Checked, import_columns
-from leaderboard.data.import_store import _NAME_MAX, BULK_BATCH, _Rows, imported_ids
+from leaderboard.data.import_ids import RecordIds, SeenIds
+from leaderboard.data.import_store import (
+    _NAME_MAX,
+    BULK_BATCH,
+    BatchWriter,
+    _Rows,
+    imported_ids,
+    source_has_votes,
+)
 from leaderboard.engine.pairs import OUTCOME_CODES
 
 
@@ -51,13 +58,33 @@ def columns_import(*, path: Path, store: _Rows, progress: Callable[[int], None] 
     for side in ("model_a", "model_b"):
         if any(len(name) > _NAME_MAX for name in arrow_encode(table[side])[1]):
             return False
-    seen: Counter[str] = Counter()
+    writer = BatchWriter(store)
+    try:
+        _batches(table, checked, store, writer, progress)
+    finally:
+        writer.close()
+    return True
+
+
+def _batches(
+    table: pa.Table,
+    checked: Checked,
+    store: _Rows,
+    writer: BatchWriter,
+    progress: Callable[[int], None] | None,
+) -> None:
+    numbered = RecordIds()
     clock = _clock()
+    # A source without votes yet: what is already imported is what this import stored.
+    seen = SeenIds() if not source_has_votes(store.source) else None
     for start in range(0, table.num_rows, BULK_BATCH):
         stop = min(start + BULK_BATCH, table.num_rows)
         part = table.slice(start, stop - start)
-        ids = _external_ids(part, checked, start, stop, seen)
-        present = imported_ids(store.source, ids)
+        ids = _external_ids(part, checked, start, stop, numbered)
+        if seen is not None:
+            present = seen.present(ids)
+        else:
+            present = imported_ids(store.source, ids) | writer.in_flight(ids)
         keep = []
         for i, external_id in enumerate(ids):
             if external_id in present:
@@ -69,18 +96,20 @@ def columns_import(*, path: Path, store: _Rows, progress: Callable[[int], None] 
         if keep:
             if len(keep) < len(ids):
                 part, ids = part.take(keep), [ids[i] for i in keep]
-            store.write(_rows(store, part, ids, f"{next(clock):010x}"))
+            if seen is not None:
+                seen.add(ids)
+            writer.write(_rows(store, part, ids, f"{next(clock):010x}"), ids)
             store.result.without_text += len(keep)
         if progress:
             progress(store.result.read)
-    return True
 
 
 def _clock() -> Iterator[int]:
     """An increasing 40-bit number per batch (the time in units of 16.8 ms, or one more than the
     last), the prefix of the batch's battle ids: a batch's battles then go into the indexes of
-    the battle id (the battle's key, the vote's unique battle_id, and on PostgreSQL their
-    ``varchar_pattern_ops`` twins) side by side instead of at random places, which took a
+    the battle id (the battle's key, the vote's unique battle_id; before migration 0008 also
+    their ``varchar_pattern_ops`` twins on PostgreSQL) side by side instead of at random places,
+    which took a
     fifth (SQLite) to a third (PostgreSQL) less CPU per battle. 10 + 22 characters: the
     column's 32, and the random part alone is as long as a live battle's id."""
     last = 0
@@ -90,7 +119,7 @@ def _clock() -> Iterator[int]:
 
 
 def _external_ids(
-    part: pa.Table, checked: Checked, start: int, stop: int, seen: Counter[str]
+    part: pa.Table, checked: Checked, start: int, stop: int, numbered: RecordIds
 ) -> list[str]:
     """The records' ``question_id``, or the hash of the raw record as the per-record path makes
     it (:func:`leaderboard.data.importer._checked`)."""
@@ -107,12 +136,7 @@ def _external_ids(
             json.dumps(records[i], sort_keys=True, ensure_ascii=False, default=str)
             for i in range(len(ids))
         ]
-    sha256 = hashlib.sha256
-    for i in missing:
-        external_id = "sha256:" + sha256(texts[i].encode()).hexdigest()[:32]
-        seen[external_id] += 1
-        if seen[external_id] > 1:
-            external_id = f"{external_id}#{seen[external_id]}"
+    for i, external_id in zip(missing, numbered.ids(texts[i] for i in missing), strict=True):
         ids[i] = external_id
     return ids
 
@@ -196,7 +220,9 @@ def _model_ids(store: _Rows, part: pa.Table) -> tuple[list[int], list[int]]:
         store._model(name)
     out = []
     for codes, values in coded:
-        lookup = np.array([store.models[v] for v in values] + [0], dtype=np.int64)
+        # A batch of a Parquet file keeps its row group's whole dictionary: names that occur
+        # only in later batches are in ``values`` but not created yet (never looked up here).
+        lookup = np.array([store.models.get(v, 0) for v in values] + [0], dtype=np.int64)
         out.append(lookup[codes].tolist())
     return out[0], out[1]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import DatabaseError, connection, models, transaction
 from django.utils import timezone
 
 from arena.models import ArenaModel, Battle, Vote, new_battle_id
@@ -42,26 +42,44 @@ class ImportResult:
 
 
 def imported_ids(source: str, ids: list[str]) -> set[str]:
-    """The ids among ``ids`` already imported under ``source``. Raw SQL: preparing 10,000
-    parameters a batch through the ORM's lookups cost more than the queries."""
-    present: set[str] = set()
+    """The ids among ``ids`` already imported under ``source``: one query for the whole batch
+    (the ids as one array parameter, PostgreSQL, or one JSON text, SQLite), answered by the
+    unique (source, external_id) index. Raw SQL: preparing 10,000 parameters a batch through
+    the ORM's lookups cost more than the queries."""
+    if not ids:
+        return set()
     with connection.cursor() as cursor:
-        for start in range(0, len(ids), 900):  # SQLite's old limit on query parameters
-            chunk = ids[start : start + 900]
-            cursor.execute(present_sql(len(chunk)), [source, *chunk])
-            present.update(row[0] for row in cursor.fetchall())
-    return present
+        if connection.vendor == "postgresql":
+            cursor.execute(present_sql("= ANY(%s)"), [source, list(ids)])
+        elif connection.vendor == "sqlite":
+            cursor.execute(present_sql("IN (SELECT value FROM json_each(%s))"),
+                           [source, json.dumps(ids)])  # fmt: skip
+        else:
+            present: set[str] = set()
+            for start in range(0, len(ids), 900):
+                chunk = ids[start : start + 900]
+                cursor.execute(present_sql(f"IN ({', '.join(['%s'] * len(chunk))})"),
+                               [source, *chunk])  # fmt: skip
+                present.update(row[0] for row in cursor.fetchall())
+            return present
+        return {row[0] for row in cursor.fetchall()}
 
 
-def present_sql(n: int) -> str:
-    """The query of :func:`imported_ids` for ``n`` ids. The ``external_id != ''`` term is the
-    unique index's condition: without it SQLite cannot use that index and reads every vote of
-    the source for each batch, so an import slowed down as it went (quadratic)."""
+def source_has_votes(source: str) -> bool:
+    """Whether any vote was imported under ``source`` (by the unique index's condition)."""
+    with connection.cursor() as cursor:
+        cursor.execute(present_sql("IS NOT NULL") + " LIMIT 1", [source])
+        return cursor.fetchone() is not None
+
+
+def present_sql(among: str) -> str:
+    """The query of :func:`imported_ids`, ``among`` the test on the ids. The
+    ``external_id != ''`` term is the unique index's condition: without it SQLite cannot use that
+    index and reads every vote of the source for each batch (an import slowed down as it went)."""
     quote = connection.ops.quote_name
-    marks = ", ".join(["%s"] * n)
     return (
         f"SELECT {quote('external_id')} FROM {quote(Vote._meta.db_table)} "
-        f"WHERE {quote('source')} = %s AND {quote('external_id')} IN ({marks}) "
+        f"WHERE {quote('source')} = %s AND {quote('external_id')} {among} "
         f"AND NOT ({quote('external_id')} = '')"
     )
 
@@ -174,6 +192,8 @@ class _Rows(_Store):
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA cache_size = -262144")
         self.analyzed = BULK_BATCH
+        # Whether to try skipping PostgreSQL's per-row foreign-key triggers (_checked_once).
+        self.replica = True
         self.stored_time: Callable[[dt.datetime], Any] = (
             (lambda when: when)
             if connection.vendor == "postgresql"
@@ -204,17 +224,54 @@ class _Rows(_Store):
     def write(self, rows: list[list[tuple[Any, ...]]]) -> None:
         """One transaction: the battles' rows, then the votes'."""
         with transaction.atomic():
+            if connection.vendor == "postgresql" and rows[1]:
+                self._checked_once(rows)
             for (model, fields), table in zip(self.tables, rows, strict=True):
                 _insert(model, fields, table)
         self.result.created += len(rows[1])
         if connection.vendor == "postgresql" and self.result.created >= self.analyzed * 2:
             # PostgreSQL's statistics lag a bulk load: until its autovacuum runs ANALYZE, the
-            # planner takes the source as rare and answers imported_ids by the `source` index,
-            # reading every vote of the source for each batch (a re-import of 200k took 9.6 s,
-            # and the first import slowed down as it grew). Analysed as the votes double.
+            # planner misjudges the votes (it answered imported_ids by the `source` index, when
+            # there was one, reading every vote of the source for each batch: a re-import of
+            # 200k took 9.6 s, and the first import slowed down as it grew). Analysed as the
+            # votes double.
             self.analyzed = self.result.created
             with connection.cursor() as cursor:
                 cursor.execute(f"ANALYZE {connection.ops.quote_name(Vote._meta.db_table)}")
+
+    def _checked_once(self, rows: list[list[tuple[Any, ...]]]) -> None:
+        """PostgreSQL checks each foreign key of each row by a trigger (five a battle). Checked
+        here once for the batch instead: the models exist, every vote's battle is in the batch;
+        then the batch's transaction runs with ``session_replication_role = replica``, which
+        skips the triggers (unique indexes still hold). Setting it needs a superuser, or on
+        PostgreSQL 15+ ``GRANT SET ON PARAMETER session_replication_role TO <role>``; without
+        it (or if the check fails) the triggers check every row as usual."""
+        if not self.replica:
+            return
+        battles, votes = rows
+        battle_fields, vote_fields = self.tables[0][1], self.tables[1][1]
+        column = {f.attname: k for k, f in enumerate(vote_fields)}
+        battle_column = {f.attname: k for k, f in enumerate(battle_fields)}
+        models_used = {row[column["model_a_id"]] for row in votes}
+        models_used |= {row[column["model_b_id"]] for row in votes}
+        models_used |= {row[battle_column[name]] for row in battles
+                        for name in ("model_a_id", "model_b_id")}  # fmt: skip
+        own = {row[battle_column["id"]] for row in battles}
+        if not all(row[column["battle_id"]] in own for row in votes):
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*) FROM {connection.ops.quote_name(ArenaModel._meta.db_table)} "
+                "WHERE id = ANY(%s)",
+                [sorted(models_used)],
+            )
+            if cursor.fetchone()[0] != len(models_used):
+                return
+            try:
+                with transaction.atomic():  # a savepoint: a refusal leaves the batch usable
+                    cursor.execute("SET LOCAL session_replication_role = replica")
+            except DatabaseError:
+                self.replica = False  # not permitted: per-row checks from now on
 
     def _values(
         self, external_id: str, record: dict[str, Any]
@@ -299,3 +356,51 @@ def _insert(model: type[models.Model], fields: list[Any], rows: list[tuple[Any, 
         else:
             marks = ", ".join(["%s"] * len(fields))
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+
+
+class BatchWriter:
+    """Writes a :class:`_Rows` store's batches; on PostgreSQL, outside a caller's transaction,
+    on a second connection in a thread, so that the server stores one batch while this process
+    makes the next (one batch in flight). Its ids count as already imported for the next
+    batch (not committed yet, so the already-imported query cannot see them). Inside a caller's
+    transaction (tests, a caller's atomic block), and on SQLite (one writer), in line."""
+
+    def __init__(self, store: _Rows) -> None:
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        self.store = store
+        threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
+        self.pool = ThreadPoolExecutor(max_workers=1) if threaded else None
+        self.pending: Future[None] | None = None
+        self.flying: set[str] = set()
+
+    def in_flight(self, ids: list[str]) -> set[str]:
+        return self.flying.intersection(ids) if self.flying else set()
+
+    def write(self, rows: list[list[tuple[Any, ...]]], ids: list[str]) -> None:
+        if self.pool is None:
+            self.store.write(rows)
+            return
+        self.wait()
+        self.flying = set(ids)
+        self.pending = self.pool.submit(self.store.write, rows)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()  # the writer's error, raised here
+        self.flying = set()
+
+    def close(self) -> None:
+        """Wait for the last batch; the thread's connection is closed."""
+        if self.pool is None:
+            return
+        try:
+            self.wait()
+        finally:
+            self.pool.submit(_close_connection).result()
+            self.pool.shutdown()
+
+
+def _close_connection() -> None:
+    connection.close()  # the calling thread's own (``connection`` is per thread)

@@ -11,10 +11,8 @@ read one at a time and stored in batches, so a large log streams.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from leaderboard.data.formats.arena import (
     battle_records,
 )
 from leaderboard.data.formats.pairwise import is_pairwise, record_from_pairwise
+from leaderboard.data.import_ids import RecordIds
 from leaderboard.data.import_store import (
     _NAME_MAX,
     _SOURCE_MAX,
@@ -110,7 +109,7 @@ def _checked(
     path: Path, strict: bool, result: ImportResult
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(external id, validated record) for each good record; bad ones are counted or raised."""
-    seen: Counter[str] = Counter()
+    numbered = RecordIds()
     for where, raw in battle_records(path):
         result.read += 1
         try:
@@ -134,9 +133,6 @@ def _checked(
             # No id in the log: the record's content is its identity. Identical records (the
             # same judge, models and time) are numbered in file order, so none is lost and a
             # re-import of the same file maps each to the same id.
-            digest = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
-            external_id = "sha256:" + hashlib.sha256(digest.encode()).hexdigest()[:32]
-            seen[external_id] += 1
-            if seen[external_id] > 1:
-                external_id = f"{external_id}#{seen[external_id]}"
+            external_id = numbered.one(json.dumps(raw, sort_keys=True, ensure_ascii=False,
+                                                  default=str))  # fmt: skip
         yield external_id, record

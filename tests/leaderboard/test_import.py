@@ -370,24 +370,6 @@ def test_the_bulk_writer_stores_what_model_instances_store_and_only_once(
     assert Battle.objects.count() == 142
 
 
-def test_the_already_imported_check_uses_the_unique_index(db: None, tmp_path: Path) -> None:
-    """Without the index, each batch read every vote of its source: imports slowed as they went."""
-    from django.db import connection
-
-    from leaderboard.data.import_store import imported_ids, present_sql
-
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN QUERY PLAN " + present_sql(2), ["import:x", "a", "b"])
-            plan = str(cursor.fetchall())
-        assert "vote_unique_external_id" in plan
-    # Whatever the plan, the answer: only the given ids of that source.
-    assert imported_ids("import:x", ["a"]) == set()
-    battles_import(path=write_log(text_free_records(), tmp_path / "log.jsonl"), source="x")
-    assert imported_ids("import:x", ["q1", "q2", "q99"]) == {"q1", "q2"}
-    assert imported_ids("import:y", ["q1"]) == set()
-
-
 def text_free_records() -> list[dict[str, Any]]:
     """Every column an import reads, without texts: ids (text, integer, none), judges (some
     none), facts, exclusions, models new to the arena, identical records."""

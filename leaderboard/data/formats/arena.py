@@ -395,6 +395,8 @@ def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
                     records = json.load(fh)
                 except json.JSONDecodeError as exc:
                     raise _fail(str(path), f"not valid JSON: {exc}") from exc
+                except RecursionError as exc:  # a clear line, not a traceback
+                    raise _fail(str(path), "not valid JSON: nested too deeply") from exc
                 for number, record in enumerate(records, start=1):
                     yield f"{path}: record {number}", record
                 return
@@ -406,6 +408,8 @@ def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
                     except json.JSONDecodeError as exc:
                         # Yielded, not raised: the reader may skip this line and go on.
                         record = _fail(where, f"not valid JSON: {exc}")
+                    except RecursionError:
+                        record = _fail(where, "not valid JSON: nested too deeply")
                     yield where, record
     except UnicodeDecodeError as exc:
         raise _fail(str(path), f"cannot read file as UTF-8 text ({exc})") from exc

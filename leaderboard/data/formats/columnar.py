@@ -4,21 +4,21 @@ read in columns.
 A battle log without conversation texts or ``conv_metadata`` (a ``clean_battle`` log, or this
 arena's export of votes imported without text) needs no per-record facts: every battle's facts are
 its own columns. Such a log is read as columns (Parquet: only the columns the ratings and categories
-use; JSON Lines: pyarrow's multi-threaded JSON reader; a JSON array: orjson), checked in bulk with
+use; JSON Lines: pyarrow's multi-threaded JSON reader; a JSON array: the same, on the array
+rewritten as JSON Lines as it streams, formats/json_array.py), checked in bulk with
 the same rules as :func:`~leaderboard.data.formats.arena.battle_record_check`, and turned into
-:class:`~leaderboard.engine.pairs.Battles` without a Python object per battle (JSON arrays aside:
-orjson decodes the whole array).
+:class:`~leaderboard.engine.pairs.Battles` without a Python object per battle.
 
 The checks never accept a record the per-record check refuses; they may flag one it accepts (a JSON
 Lines column of floats holding ``2`` and ``2.5`` cannot tell ``2`` from ``2.0``). The first flagged
 record is then checked by :func:`battle_record_check`, whose message (record number and field) is
 the one raised; if it passes, the log takes the per-record path. A log with texts or
-``conv_metadata``, or that pyarrow or orjson cannot read, takes the per-record path too
+``conv_metadata``, or that pyarrow cannot read, takes the per-record path too
 (:func:`read_columns` returns None), which gives the same battles or the same error."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -102,6 +102,13 @@ def _records_of(path: Path, table: pa.Table) -> Callable[[int, int], list[Any]]:
     if _is_parquet(path):
         # What battle_records gives: a batch's to_pylist, every column of the file.
         return lambda start, stop: table.slice(start, stop - start).to_pylist()
+    with path.open("rb") as fh:
+        array = fh.read(4096).lstrip().startswith(b"[")
+    if array:
+        from leaderboard.data.formats.json_array import JsonArray
+
+        # Each record decoded alone where it lies in the file (found by the byte scanner).
+        return JsonArray(path, table).records
     lines = _raw_lines(path)
     done = 0
 
@@ -214,28 +221,18 @@ def _json_lines(path: Path, finish: Callable[[pa.Table, Raw, bool], _T]) -> _T:
 
 
 def _json_array(path: Path, finish: Callable[[pa.Table, Raw, bool], _T]) -> _T:
-    import orjson
+    # Streamed into columns (formats/json_array.py): memory bounded by the columns.
+    from leaderboard.data.formats.json_array import read_json_array
 
-    try:
-        records = orjson.loads(path.read_bytes())
-    except (orjson.JSONDecodeError, OSError) as exc:
-        raise _Slow from exc
-    if not isinstance(records, list):
-        raise _Slow
+    found = read_json_array(path)
+    if found is None:
+        raise _Slow  # values of mixed types, or not an array: the per-record reader names it
+    table = found.table
     where = str(path)
 
     def raw(i: int) -> tuple[str, Any]:
-        return f"{where}: record {i + 1}", records[i]
+        return f"{where}: record {i + 1}", found.record(i)
 
-    # The objects become one arrow struct column per field (in C); values of mixed types make
-    # pyarrow refuse, and then the fields are checked in Python to name the first bad record.
-    try:
-        struct = pa.array(records)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        struct = None
-    if struct is None or not pa.types.is_struct(struct.type):
-        _locate(records, raw)
-    table = pa.Table.from_struct_array(struct) if len(records) else pa.table({})
     if "response_a" in table.column_names:
         raise _Slow  # perhaps the pairwise layout
     try:
@@ -243,20 +240,20 @@ def _json_array(path: Path, finish: Callable[[pa.Table, Raw, bool], _T]) -> _T:
     except _Slow:
         if any(name in table.column_names and _has_text(table[name]) for name in TEXTS):
             raise
-        _locate(records, raw)
+        _locate((r for start in range(0, len(found), 10_000)
+                 for r in found.records(start, min(start + 10_000, len(found)))), raw)  # fmt: skip
         raise
 
 
-def _locate(records: list[Any], raw: Callable[[int], tuple[str, Any]]) -> None:
+def _locate(records: Iterable[Any], raw: Callable[[int], tuple[str, Any]]) -> None:
     """Raise the per-record error of the first record a field check in Python refuses."""
-    first = next((i for i, r in enumerate(records) if type(r) is not dict), len(records))
-    for name in FIELDS:
-        if name in TEXTS:
-            continue
-        ok = _PY_CHECKS[name]
-        first = next((i for i, r in enumerate(records[:first]) if not ok(r.get(name))), first)
-    if first < len(records):
-        _raise(raw, first)
+    checks = [_PY_CHECKS[name] for name in FIELDS if name not in TEXTS]
+    names = [name for name in FIELDS if name not in TEXTS]
+    for i, record in enumerate(records):
+        if type(record) is not dict or not all(
+            ok(record.get(name)) for ok, name in zip(checks, names, strict=True)
+        ):
+            _raise(raw, i)
     raise _Slow
 
 
