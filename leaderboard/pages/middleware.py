@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any
+from typing import Any, TypeGuard
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
 from django.urls import Resolver404, resolve
-from django.utils.cache import cc_delim_re, patch_vary_headers
+from django.utils.cache import patch_vary_headers
 from django.utils.module_loading import import_string
 
 from leaderboard.pages import page_cache
@@ -44,6 +44,7 @@ REPLAYED = (
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 )
+_COMMAS = re.compile(r"\s*,\s*")
 _GZIP_RE = re.compile(r"^\s*(gzip|\*)\s*(;\s*q\s*=\s*([0-9.]+))?\s*$", re.IGNORECASE)
 
 
@@ -77,14 +78,14 @@ def etag_matches(request: HttpRequest, tags: tuple[str, ...]) -> bool:
     return False
 
 
-def cacheable(response: HttpResponseBase) -> bool:
+def cacheable(response: HttpResponseBase) -> TypeGuard[HttpResponse]:
     """A reply that is the same for every visitor: a plain 200 that set no cookie and read no
     session or CSRF token (Django then adds `Vary: Cookie`)."""
     if response.status_code != 200 or response.streaming or response.cookies:
         return False
     if not isinstance(response, HttpResponse):
         return False
-    vary = {v.strip().lower() for v in cc_delim_re.split(response.get("Vary", "")) if v.strip()}
+    vary = {v.strip().lower() for v in _COMMAS.split(response.get("Vary", "")) if v.strip()}
     if vary - {"accept-encoding"}:
         return False
     control = response.get("Cache-Control", "").lower()

@@ -13,7 +13,6 @@ from django.test import AsyncClient, Client
 
 from arena.models import ArenaModel
 from leaderboard.pages import page_cache, selectors
-from tests.leaderboard import cache_urls
 from tests.leaderboard.test_views import synthetic_snapshot
 
 URLS = ("/leaderboard", "/api/leaderboard", "/api/leaderboard.csv", "/leaderboard/models/model-003",
@@ -174,6 +173,8 @@ def test_options_no_view_reads_share_the_entry_and_spellings_of_a_flag_too(
 def test_replies_that_read_the_session_or_a_csrf_token_are_never_cached(
     db: None, client: Client, visitors: Any
 ) -> None:
+    from tests.leaderboard import cache_urls
+
     synthetic_snapshot(4, 300)
     cache_urls.calls.clear()
     staff = Client()
@@ -188,6 +189,8 @@ def test_replies_that_read_the_session_or_a_csrf_token_are_never_cached(
 
 @pytest.mark.urls("tests.leaderboard.cache_urls")
 def test_errors_and_posts_are_never_cached(db: None, client: Client) -> None:
+    from tests.leaderboard import cache_urls
+
     synthetic_snapshot(4, 300)
     cache_urls.calls.clear()
     assert client.get("/probe/flaky").status_code == 500
