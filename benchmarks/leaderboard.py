@@ -196,6 +196,7 @@ class Sample:
     wall: float = 0.0
     errors: int = 0
     cpu: float = 0.0  # the server's CPU seconds during the sample
+    client_cpu: float = 0.0  # this process's (the load generator's)
 
     @property
     def rps(self) -> float:
@@ -214,9 +215,10 @@ def median(values: list[float]) -> float:
 def measure(pid: int, port: int, target: tuple[str, str, str], clients: int, n: int) -> Sample:
     from benchmarks.procstats import cpu_seconds
 
-    before = cpu_seconds((pid,))
+    before, client_before = cpu_seconds((pid,)), time.process_time()
     sample = asyncio.run(load(port, target[1], target[2], clients, n))
     sample.cpu = cpu_seconds((pid,)) - before
+    sample.client_cpu = time.process_time() - client_before
     return sample
 
 
@@ -329,15 +331,17 @@ def report(rows: list[tuple[str, list[Sample], list[float]]], args: argparse.Nam
           f"{platform.python_version()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}\n")  # fmt: skip
     print("Goal: pages and API >= 0.90 of the static file's req/s (the same round's).")
-    print("| target | p50 ms | p95 ms | req/s | errors | req/s vs static | server CPU ms/request |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| target | p50 ms | p95 ms | req/s | errors | req/s vs static | server CPU ms/request "
+          "| client CPU ms/request |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, samples, ratios in rows:
         p50 = median([percentile(s.latencies, 0.5) for s in samples])
         p95 = median([percentile(s.latencies, 0.95) for s in samples])
         cpu = median([s.cpu / len(s.latencies) for s in samples])
+        client = median([s.client_cpu / len(s.latencies) for s in samples])
         print(f"| {label} | {p50 * 1000:.1f} | {p95 * 1000:.1f} | "
               f"{median([s.rps for s in samples]):.0f} | {sum(s.errors for s in samples)} | "
-              f"{median(ratios):.2f} | {cpu * 1000:.2f} |")  # fmt: skip
+              f"{median(ratios):.2f} | {cpu * 1000:.2f} | {client * 1000:.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
