@@ -83,7 +83,7 @@ def cacheable(response: HttpResponseBase) -> TypeGuard[HttpResponse]:
     session or CSRF token (Django then adds `Vary: Cookie`)."""
     if response.status_code != 200 or response.streaming or response.cookies:
         return False
-    if not isinstance(response, HttpResponse):
+    if not isinstance(response, HttpResponse) or "Content-Encoding" in response:
         return False
     vary = {v.strip().lower() for v in _COMMAS.split(response.get("Vary", "")) if v.strip()}
     if vary - {"accept-encoding"}:
