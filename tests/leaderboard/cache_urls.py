@@ -3,6 +3,8 @@ cached like the leaderboard's own views, each one breaking a rule a cached reply
 
 from __future__ import annotations
 
+import time
+
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.urls import path
@@ -39,4 +41,12 @@ def flaky(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"fine {len(calls)}")
 
 
-urlpatterns = [path("probe/who", who), path("probe/token", token), path("probe/flaky", flaky)]
+@cached(_none)
+def slow(request: HttpRequest) -> HttpResponse:
+    calls.append("slow")
+    time.sleep(0.05)  # long enough for concurrent requests to arrive while it builds
+    return HttpResponse("built")
+
+
+urlpatterns = [path("probe/who", who), path("probe/token", token), path("probe/flaky", flaky),
+               path("probe/slow", slow)]  # fmt: skip

@@ -3,6 +3,7 @@ answered first in the middleware chain (leaderboard/pages/middleware.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from collections.abc import Callable
 from typing import Any
@@ -210,3 +211,19 @@ def test_the_async_chain_serves_hits_too(db: None) -> None:
     assert hit.content == miss.content and hit["Content-Encoding"] == "gzip"
     assert not hasattr(hit.asgi_request, "session")
     assert _headers(hit) == _headers(miss)
+
+
+@pytest.mark.urls("tests.leaderboard.cache_urls")
+def test_concurrent_misses_in_one_process_build_the_reply_once(db: None) -> None:
+    from tests.leaderboard import cache_urls
+
+    synthetic_snapshot(4, 300)
+    cache_urls.calls.clear()
+    client = AsyncClient()
+
+    async def together() -> list[Any]:
+        return await asyncio.gather(*(client.get("/probe/slow") for _ in range(8)))
+
+    replies = async_to_sync(together)()
+    assert [r.content for r in replies] == [b"built"] * 8
+    assert cache_urls.calls == ["slow"]
