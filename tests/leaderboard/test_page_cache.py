@@ -96,18 +96,23 @@ def test_a_hit_is_answered_before_sessions_csrf_and_auth_run(db: None, client: C
 
 
 def test_a_hit_carries_the_same_headers_as_the_first_build_csp_included(
-    db: None, client: Client
+    db: None, client: Client, settings: Any
 ) -> None:
+    settings.SECURE_HSTS_SECONDS = 3600
     synthetic_snapshot(12, 3_000)
     for url in URLS:
-        miss, hit = client.get(url), client.get(url)
+        miss, hit = client.get(url, secure=True), client.get(url, secure=True)
         assert _headers(hit) == _headers(miss)
         for name in ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options",
-                     "Referrer-Policy", "Content-Type", "ETag", "Content-Length"):  # fmt: skip
+                     "Referrer-Policy", "Content-Type", "ETag", "Content-Length",
+                     "Strict-Transport-Security"):  # fmt: skip
             assert hit[name], name
         assert "Accept-Encoding" in hit["Vary"]
         # And the same as a reply the cache never saw (no snapshot stamp: not cached at all).
-    plain = client.get("/leaderboard/topics")
+    # What the chain would redirect is not answered from the cache (http to https here).
+    settings.SECURE_SSL_REDIRECT = True
+    assert Client().get("/api/leaderboard").status_code == 301
+    plain = client.get("/leaderboard/topics", secure=True)
     for name in ("Content-Security-Policy", "X-Frame-Options", "Referrer-Policy"):
         assert plain[name] == hit[name]
 
