@@ -35,7 +35,6 @@ from leaderboard.pages.page_cache import Entry
 
 Handler = Callable[[HttpRequest], HttpResponseBase]
 AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
-Lookup = tuple[str, tuple[Hashable, ...]]  # the stamp-less part of a key: path and options
 
 # The middleware whose work a cached reply still needs, applied in the chain's order.
 REPLAYED = (
@@ -112,15 +111,15 @@ class LeaderboardCacheMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self._acall(request)
-        lookup = self.lookup(request)
-        if lookup is None:
+        options = self.options(request)
+        if options is None:
             return self._sync_response(request)
         found, stamp = page_cache.stamp_known()
         if not found:
             stamp = page_cache.stamp_refresh()
         if stamp is None:
             return self._sync_response(request)
-        key = page_cache.page_key(request, stamp, lookup[1])
+        key = page_cache.page_key(request, stamp, options)
         entry = page_cache.local_get(key) or page_cache.shared_get(key)
         if entry is None:
             response = self._sync_response(request)
@@ -136,15 +135,15 @@ class LeaderboardCacheMiddleware:
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
         get_response: AsyncHandler = self.get_response  # type: ignore[assignment]
-        lookup = self.lookup(request)
-        if lookup is None:
+        options = self.options(request)
+        if options is None:
             return await get_response(request)
         found, stamp = page_cache.stamp_known()
         if not found:
             stamp = await sync_to_async(page_cache.stamp_refresh)()
         if stamp is None:
             return await get_response(request)
-        key = page_cache.page_key(request, stamp, lookup[1])
+        key = page_cache.page_key(request, stamp, options)
         entry = page_cache.local_get(key)
         if entry is None:
             entry = await sync_to_async(page_cache.shared_get, thread_sensitive=False)(key)
@@ -170,9 +169,9 @@ class LeaderboardCacheMiddleware:
                     return response
         return self.reply(request, entry)
 
-    def lookup(self, request: HttpRequest) -> Lookup | None:
-        """The path and options of a GET for a cached view that nothing in the chain would
-        redirect or refuse; None for anything else."""
+    def options(self, request: HttpRequest) -> tuple[Hashable, ...] | None:
+        """The options (its view's variant) of a GET for a cached view that nothing in the chain
+        would redirect or refuse; None for anything else."""
         if request.method != "GET":
             return None
         try:
@@ -186,7 +185,7 @@ class LeaderboardCacheMiddleware:
             handle = getattr(middleware, "process_request", None)
             if handle is not None and handle(request) is not None:
                 return None
-        return request.path, variant(request)
+        return variant(request)
 
     def store(self, key: str, response: HttpResponse) -> Entry:
         headers = tuple((n, v) for n, v in response.items() if n in page_cache.CONTENT_HEADERS)
