@@ -166,6 +166,9 @@ CACHES = {
         "KEY_PREFIX": "arena-cache",
     }
 }
+# A web process checks for a new snapshot (or registry edit) at most once per this many seconds
+# before it serves a cached leaderboard reply; 0 checks on every request (the tests).
+ARENA_LEADERBOARD_FRESH_S = envfloat("ARENA_LEADERBOARD_FRESH_S", 1.0, minimum=0)
 
 DATABASES = {"default": envdatabase("DATABASE_URL", f"sqlite:///{DATA_DIR / 'arena.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -183,6 +186,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a cached leaderboard reply is served before sessions, CSRF and auth run.
+    "leaderboard.pages.middleware.LeaderboardCacheMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "arena.middleware.SecurityHeadersMiddleware",
     "arena.middleware.ApiErrorsMiddleware",

@@ -19,6 +19,8 @@ os.environ.setdefault("ARENA_DEMO", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Cached leaderboard replies see a new snapshot at once (no per-process grace period).
+os.environ.setdefault("ARENA_LEADERBOARD_FRESH_S", "0")
 os.environ.setdefault("ARENA_DATA_DIR", tempfile.mkdtemp(prefix="arena-test-"))
 
 _redis: subprocess.Popen[bytes] | None = None

@@ -16,7 +16,7 @@ from arena.errors import ArenaError
 from arena.models import ArenaModel
 from leaderboard.models import LeaderboardSnapshot
 from leaderboard.pages import prompt_rank, selectors
-from leaderboard.pages.page_cache import snapshot_cached
+from leaderboard.pages.page_cache import cached
 
 # Existing columns first, in their order; new ones are only ever appended.
 CSV_FIELDS = [
@@ -35,12 +35,20 @@ def _options(request: HttpRequest) -> tuple[str, bool]:
     return request.GET.get("category") or "overall", _flag(request, "style_control")
 
 
+def _page_variant(request: HttpRequest) -> tuple[str, bool, bool]:
+    return (*_options(request), _flag(request, "show_deprecated"))
+
+
+def _no_options(request: HttpRequest) -> tuple[()]:
+    return ()
+
+
 def _not_found_page(request: HttpRequest, message: str) -> HttpResponse:
     return render(request, "error.html", {"status": 404, "message": message}, status=404)
 
 
+@cached(_page_variant)
 @require_GET
-@snapshot_cached
 def leaderboard_page(request: HttpRequest) -> HttpResponse:
     category, style = _options(request)
     show_all = _flag(request, "show_deprecated")
@@ -103,8 +111,8 @@ def _board_context(
     }
 
 
+@cached(_no_options)
 @require_GET
-@snapshot_cached
 def model_page(request: HttpRequest, name: str) -> HttpResponse:
     snapshot = selectors.snapshot_latest()
     try:
@@ -140,15 +148,15 @@ def _table_or_error(request: HttpRequest) -> tuple[dict[str, Any] | None, HttpRe
     return {"meta": meta, "rows": rows}, None
 
 
+@cached(_options)
 @require_GET
-@snapshot_cached
 def api_leaderboard(request: HttpRequest) -> HttpResponse:
     data, error = _table_or_error(request)
     return error or JsonResponse(data)
 
 
+@cached(_options)
 @require_GET
-@snapshot_cached
 def api_leaderboard_csv(request: HttpRequest) -> HttpResponse:
     data, error = _table_or_error(request)
     if error:
@@ -162,8 +170,8 @@ def api_leaderboard_csv(request: HttpRequest) -> HttpResponse:
     return reply
 
 
+@cached(_no_options)
 @require_GET
-@snapshot_cached
 def api_model(request: HttpRequest, name: str) -> HttpResponse:
     snapshot = selectors.snapshot_latest()
     try:
