@@ -63,7 +63,7 @@ def main() -> None:
             ARENA_BATTLES_PER_IP_MINUTE="1000000",
             ARENA_BATTLES_PER_IP_DAY="1000000",
             LOG_LEVEL="WARNING",
-            ALLOWED_HOSTS="testserver",
+            ALLOWED_HOSTS="testserver,127.0.0.1",
             DJANGO_SETTINGS_MODULE="arena.settings",
         )
         import django
