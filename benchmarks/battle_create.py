@@ -132,7 +132,9 @@ def main() -> None:
             for _ in range(50):
                 create()
             profile.disable()
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
+            stats = pstats.Stats(profile).sort_stats("cumulative")
+            stats.print_stats(25)
+            stats.print_callees("battle_create|generation_enqueue|send_task|model_pool|publish")
     finally:
         redis.terminate()
         redis.wait(timeout=10)
