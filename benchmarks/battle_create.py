@@ -40,6 +40,7 @@ from arena.webserver import uvicorn_command  # noqa: E402
 CREATE = "POST /battles (a battle starts)"
 HEALTHZ = "GET /healthz (floor)"
 REFUSED = "POST /battles, empty prompt (floor, 400)"
+PAGE = "GET / (the arena page; a visitor's first)"
 
 
 def main() -> None:
@@ -179,6 +180,7 @@ def over_uvicorn(requests: int, *, port: int, blocks: int = 5) -> None:
                 CREATE: lambda: call("POST", "/battles", {"prompt": "Say something."}, 201),
                 HEALTHZ: lambda: call("GET", "/healthz", None, 200),
                 REFUSED: lambda: call("POST", "/battles", {"prompt": ""}, 400),
+                PAGE: lambda: call("GET", "/", None, 200),
             }
             for case in cases.values():
                 for _ in range(20):
