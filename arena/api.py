@@ -11,7 +11,7 @@ import contextlib
 import functools
 import json
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import wraps
 from typing import Any
@@ -213,7 +213,9 @@ def _sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
     lines = [f"event: {event}"]
     if event_id is not None:
         lines.append(f"id: {event_id}")
-    lines.append(f"data: {json.dumps(data, separators=(',', ':'))}")
+    # ASCII only (\u escapes): a raw U+2028 or U+0085 in an answer would split the data line
+    # in parsers that split on every Unicode line break (Python's str.splitlines, httpx).
+    lines.append(f"data: {json.dumps(data, separators=(',', ':'), ensure_ascii=True)}")
     return "\n".join(lines) + "\n\n"
 
 
@@ -291,6 +293,8 @@ def _stream_pool() -> aioredis.ConnectionPool:
 
 # How often a stream that keeps delivering looks for a side that ended without a stream entry.
 STREAM_CHECK_SECONDS = 1.0
+# The entries after which a side's stream has nothing more.
+FINAL_KINDS = (streams.DONE, streams.FAIL)
 
 
 def _key(response: Response) -> str:
@@ -312,6 +316,8 @@ async def _stream_events(
     checked = loop.time()
     try:
         yield "retry: 1000\n\n"
+        # A reconnect after a side's last event: that side has nothing more to say.
+        open_sides -= await _sides_seen_ending(client, responses, cursors)
         while open_sides:
             # The database has the last word for a side whose stream is gone (expired, Redis
             # restarted) or has gone quiet (its worker died and the reaper failed it). Every
@@ -322,12 +328,15 @@ async def _stream_events(
                 fresh, checked = None, loop.time()
             else:
                 ended = {}
+            events: list[str] = []
             for side, response in ended.items():
                 if response.text:
-                    yield _sse("snapshot", {"side": side, "text": response.text})
+                    events.append(_sse("snapshot", {"side": side, "text": response.text}))
                 event, data = _final_event(response)
-                yield _sse(event, data, streams.cursors_format(cursors))
+                events.append(_sse(event, data, streams.cursors_format(cursors)))
                 open_sides.discard(side)
+            if events:
+                yield "".join(events)
             if not open_sides:
                 break
             query = {_key(responses[side]): cursors[side].entry_id for side in open_sides}
@@ -336,21 +345,9 @@ async def _stream_events(
             if quiet:
                 yield ": keep-alive\n\n"
                 continue
-            for key, entries in batches:
-                side = by_key[key]
-                for entry_id, fields in entries:
-                    cursors[side].entry_id = entry_id
-                    event_id = streams.cursors_format(cursors)
-                    entry = streams.stream_entry_decode(fields)
-                    kind, text = entry.kind, entry.text
-                    if kind == streams.DELTA:
-                        yield _sse("delta", {"side": side, "text": text}, event_id)
-                    elif kind == streams.DONE:
-                        yield _sse("done", {"side": side, "finish_reason": text}, event_id)
-                        open_sides.discard(side)
-                    elif kind == streams.FAIL:
-                        yield _sse("failed", {"side": side, "error": text}, event_id)
-                        open_sides.discard(side)
+            # Everything one read returned goes out in one write: one ASGI message and one
+            # send() per read, however many entries it holds.
+            yield "".join(_entry_events(batches, by_key, cursors, open_sides))
         yield _sse("end", {})
     except asyncio.CancelledError:
         raise  # The visitor went away.
@@ -361,6 +358,45 @@ async def _stream_events(
     finally:
         with contextlib.suppress(redis.RedisError):
             await client.aclose()
+
+
+def _entry_events(
+    batches: list[Any],
+    by_key: dict[str, str],
+    cursors: dict[str, streams.Cursor],
+    open_sides: set[str],
+) -> Iterator[str]:
+    """The events of one XREAD's entries, in order; a side's final entry closes it."""
+    for key, entries in batches:
+        side = by_key[key]
+        for entry_id, fields in entries:
+            cursors[side].entry_id = entry_id
+            event_id = streams.cursors_format(cursors)
+            entry = streams.stream_entry_decode(fields)
+            if entry.kind == streams.DELTA:
+                yield _sse("delta", {"side": side, "text": entry.text}, event_id)
+            elif entry.kind == streams.DONE:
+                yield _sse("done", {"side": side, "finish_reason": entry.text}, event_id)
+                open_sides.discard(side)
+            elif entry.kind == streams.FAIL:
+                yield _sse("failed", {"side": side, "error": entry.text}, event_id)
+                open_sides.discard(side)
+
+
+async def _sides_seen_ending(
+    client: aioredis.Redis, responses: dict[str, Response], cursors: dict[str, streams.Cursor]
+) -> set[str]:
+    """The sides whose last event the visitor already received: a reconnect's Last-Event-ID
+    points at their stream's final entry. (Read from there, such a side would wait for an
+    entry that never comes, and the database would then replay its end a second time.)"""
+    seen = set()
+    for side, cursor in cursors.items():
+        if cursor.entry_id == "0-0":
+            continue  # a first connection, or a side whose answer changed
+        entries = await client.xrange(_key(responses[side]), cursor.entry_id, cursor.entry_id)
+        if entries and streams.stream_entry_decode(entries[0][1]).kind in FINAL_KINDS:
+            seen.add(side)
+    return seen
 
 
 async def _sides_ended(

@@ -92,3 +92,22 @@ def _message(request: HttpRequest, response: HttpResponseBase) -> str:
         return f"{HTTPStatus(status).phrase}."
     except ValueError:
         return f"The request was refused ({status})."
+
+
+class SyncMiddlewareBoundary:
+    """The innermost middleware, sync only: it makes Django run the whole stack in sync mode.
+
+    Under ASGI with every middleware async-capable, each of Django's MiddlewareMixin middleware
+    (session, CSRF, auth, messages, ...) runs its process_request and process_response through
+    sync_to_async on the one thread-sensitive thread: about a dozen thread hops per request,
+    each waiting for that thread. With this boundary the chain is adapted once: one hop into the
+    sync stack, and one back to the event loop where the view is async."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)

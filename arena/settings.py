@@ -197,6 +197,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: one thread hop into the sync middleware per request, not one per middleware.
+    "arena.middleware.SyncMiddlewareBoundary",
 ]
 
 ROOT_URLCONF = "arena.urls"

@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arena.embedded_redis import free_port, redis_server_start  # noqa: E402
+from arena.webserver import uvicorn_command  # noqa: E402
 from benchmarks.procstats import cpu_seconds, rss_peak  # noqa: E402
 
 MODELS = ("bench-a", "bench-b")
@@ -316,9 +317,9 @@ def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, dict
         )  # fmt: skip
         start(
             "web",
-            [sys.executable, "-m", "uvicorn", "arena.asgi:application", "--host", "127.0.0.1",
-             "--port", str(web_port), "--log-level", "warning", "--backlog", "2048",
-             "--workers", str(getattr(args, "web_processes", 1))],
+            uvicorn_command(host="127.0.0.1", port=web_port,
+                            workers=getattr(args, "web_processes", 1),
+                            extra=("--log-level", "warning", "--backlog", "2048")),
             env,
         )  # fmt: skip
         arena_url = f"http://127.0.0.1:{web_port}"

@@ -31,6 +31,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from arena.embedded_redis import port_in_use, redis_server_start
 from arena.models import ArenaModel
+from arena.webserver import uvicorn_command
 
 _PR_SET_PDEATHSIG = 1
 # A service that exits is started again, at most this often in a minute; then the demo stops.
@@ -144,9 +145,8 @@ class Command(BaseCommand):
                        "--hostname", f"arena-worker@{os.uname().nodename}", "--loglevel", "INFO"],
             "beat": [python, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO",
                      "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")],
-            "web": [python, "-m", "uvicorn", "arena.asgi:application", "--host", host,
-                    "--port", str(port), "--timeout-graceful-shutdown", "3",
-                    "--workers", str(options["web_workers"]), *web_logs],
+            "web": uvicorn_command(host=host, port=port, workers=options["web_workers"],
+                                   extra=("--timeout-graceful-shutdown", "3", *web_logs)),
         }  # fmt: skip
         for name, command in commands.items():
 
