@@ -29,7 +29,6 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import redis
 from django.conf import settings
-from redis.client import Pipeline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -37,6 +36,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from redis.client import Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -200,9 +200,7 @@ def round_run(battles: int, timeout: float) -> tuple[list[int], float]:
                                rng=np.random.default_rng(k))
         for k in range(battles)
     ]  # fmt: skip
-    ids = list(
-        Response.objects.filter(turn__battle__in=made).values_list("id", flat=True)
-    )
+    ids = list(Response.objects.filter(turn__battle__in=made).values_list("id", flat=True))
     ended = [ResponseStatus.DONE, ResponseStatus.FAILED]
     while Response.objects.filter(id__in=ids, status__in=ended).count() < len(ids):
         if time.monotonic() - started > timeout:
@@ -284,9 +282,10 @@ def main() -> None:
         f"{args.tokens} tokens every {args.interval * 1000:.0f} ms; {os.cpu_count()} CPUs, "
         f"load {load:.2f}"
     )
-    with tempfile.TemporaryDirectory(prefix="arena-worker-cpu-") as tmp, stack(
-        args, Path(tmp)
-    ) as (env, counts_path):
+    with (
+        tempfile.TemporaryDirectory(prefix="arena-worker-cpu-") as tmp,
+        stack(args, Path(tmp)) as (env, counts_path),
+    ):
         os.environ.update(env)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "arena.settings")
         import django
