@@ -68,6 +68,13 @@ def redis_client() -> redis.Redis:
     )
 
 
+def _xadd(client: redis.Redis | Pipeline, key: str, kind: str, text: str) -> None:
+    # The raw command, without xadd()'s argument handling: a dozen of these per answer.
+    client.execute_command(  # type: ignore[no-untyped-call]
+        "XADD", key, "*", *stream_entry_encode(kind, text)
+    )
+
+
 class StreamWriter:
     """Batches deltas into few XADDs: every FLUSH_SECONDS or FLUSH_CHARS, whichever is first.
 
@@ -92,9 +99,7 @@ class StreamWriter:
 
     def flush(self) -> None:
         if self._pending:
-            # The raw command, without xadd()'s argument handling: a dozen per answer.
-            text = "".join(self._pending)
-            self.client.execute_command("XADD", self.key, "*", *stream_entry_encode(DELTA, text))
+            _xadd(self.client, self.key, DELTA, "".join(self._pending))
             self._pending.clear()
             self._pending_chars = 0
         self._last_flush = time.monotonic()
@@ -106,11 +111,10 @@ class StreamWriter:
         own = pipe is None
         pipe = self.client.pipeline() if pipe is None else pipe
         if self._pending:
-            text_so_far = "".join(self._pending)
-            pipe.execute_command("XADD", self.key, "*", *stream_entry_encode(DELTA, text_so_far))
+            _xadd(pipe, self.key, DELTA, "".join(self._pending))
             self._pending.clear()
             self._pending_chars = 0
-        pipe.execute_command("XADD", self.key, "*", *stream_entry_encode(kind, text))
+        _xadd(pipe, self.key, kind, text)
         pipe.expire(self.key, settings.ARENA_STREAM_TTL_SECONDS)
         if own:
             pipe.execute()
