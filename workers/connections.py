@@ -18,10 +18,17 @@ from django.db import close_old_connections
 
 
 @task_prerun.connect
-def _connections_check_before(**kwargs: Any) -> None:
-    close_old_connections()
+def _connections_check_before(sender: Any = None, **kwargs: Any) -> None:
+    _connections_check(sender)
 
 
 @task_postrun.connect
-def _connections_check_after(**kwargs: Any) -> None:
-    close_old_connections()
+def _connections_check_after(sender: Any = None, **kwargs: Any) -> None:
+    _connections_check(sender)
+
+
+def _connections_check(task: Any) -> None:
+    # An eager task (`apply()`) runs inside its caller, whose connection (and transaction) it
+    # shares: leave it alone, as Celery's fix-up does.
+    if not getattr(getattr(task, "request", None), "is_eager", False):
+        close_old_connections()

@@ -83,3 +83,17 @@ def test_a_broken_connection_is_replaced_before_the_next_task() -> None:
         _task()
 
     assert _connections_opened(broken) == 2
+
+
+def test_an_eager_task_leaves_its_callers_connection_alone() -> None:
+    def eager() -> None:
+        ArenaModel.objects.count()
+        connection.close_at = time.monotonic() - 1  # would be closed around a worker's task
+        generate.push_request(is_eager=True)
+        try:
+            task_prerun.send(sender=generate, task_id="t", task=generate, args=(1,), kwargs={})
+        finally:
+            generate.pop_request()
+        assert connection.connection is not None
+
+    assert _connections_opened(eager) == 1
