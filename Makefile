@@ -70,10 +70,12 @@ ifndef QUICK
 	$(PY) benchmarks/battle_create.py
 	$(PY) benchmarks/leaderboard.py --votes 1000000 --requests 2000
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/worker_cpu.py
 else
 	$(PY) benchmarks/battle_create.py --requests 100
 	$(PY) benchmarks/leaderboard.py --votes 100000 --battles 200000 --requests 1000
 	$(PY) benchmarks/overhead.py --levels 1,50 --single-rounds 20
+	$(PY) benchmarks/worker_cpu.py --rounds 3 --single-rounds 5
 endif
 
 # Opt-in: a CPU build of vLLM in its own venv (about 3.5 GB), a tiny model served by it, and a

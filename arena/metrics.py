@@ -3,7 +3,8 @@
 The arena runs several uvicorn processes and any number of Celery workers on many hosts, so a
 counter kept in one process's memory would show one process's share. Every counter and histogram
 here is a Redis hash instead (`arena:metrics:<name>`), incremented atomically (HINCRBYFLOAT,
-one MULTI per histogram observation: its bucket, sum and count together), and the web's
+in a MULTI: a histogram observation's bucket, sum and count together; an answer's metrics go
+in one round trip, with its stream's end marker when the worker has one), and the web's
 `/metrics` turns the hashes into the Prometheus text format at scrape time. Any web process
 answers with the cluster-wide totals, so Prometheus scrapes one address (the load balancer).
 
@@ -18,6 +19,7 @@ Recording never raises: a metric is not worth failing a vote or a generation for
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -34,6 +36,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from redis.client import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +81,12 @@ class RedisCounter:
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
         return [str(labels[n]) for n in self.labelnames]
 
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
+    def inc(self, amount: float = 1.0, *, pipe: Pipeline | None = None, **labels: str) -> None:
+        """Add `amount`; with `pipe`, the command joins the caller's pipeline (who executes it)."""
         field = _field(self._labels(labels))
+        if pipe is not None:
+            pipe.hincrbyfloat(self.key, field, amount)
+            return
         try:
             metrics_redis().hincrbyfloat(self.key, field, amount)
         except redis.RedisError as exc:
@@ -111,19 +118,17 @@ class RedisHistogram:
         self.buckets = (*sorted(float(b) for b in buckets), math.inf)
         self.key = KEY_PREFIX + name
 
-    def observe(self, value: float, **labels: str) -> None:
+    def observe(self, value: float, *, pipe: Pipeline | None = None, **labels: str) -> None:
+        """Count one observation; with `pipe`, its commands join the caller's pipeline (a
+        transaction, for the three to land together), who executes it."""
         if set(labels) != set(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {tuple(labels)}")
         base = _field([str(labels[n]) for n in self.labelnames])
         bound = next(b for b in self.buckets if value <= b)
-        try:
-            pipe = metrics_redis().pipeline(transaction=True)
-            pipe.hincrby(self.key, f"{base}|{_bound_text(bound)}", 1)
-            pipe.hincrbyfloat(self.key, f"{base}|sum", value)
-            pipe.hincrby(self.key, f"{base}|count", 1)
-            pipe.execute()
-        except redis.RedisError as exc:
-            log.debug("metric %s not recorded: %s", self.name, exc)
+        with _recording(self.name, pipe) as into:
+            into.hincrby(self.key, f"{base}|{_bound_text(bound)}", 1)
+            into.hincrbyfloat(self.key, f"{base}|sum", value)
+            into.hincrby(self.key, f"{base}|count", 1)
 
     def collect(self, raw: dict[str, str]) -> Metric:
         series: dict[str, dict[str, float]] = {}
@@ -149,6 +154,21 @@ class RedisHistogram:
 
 def _bound_text(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(bound)
+
+
+@contextlib.contextmanager
+def _recording(what: str, pipe: Pipeline | None) -> Iterator[Pipeline]:
+    """The pipeline to add commands to: the caller's, or one of ours that is executed at the
+    end of the block (one round trip; a failure is logged, never raised)."""
+    if pipe is not None:
+        yield pipe
+        return
+    own = metrics_redis().pipeline(transaction=True)
+    yield own
+    try:
+        own.execute()
+    except redis.RedisError as exc:
+        log.debug("metric %s not recorded: %s", what, exc)
 
 
 # --- What the arena records (one line at each place it happens) --------------------------------
@@ -204,17 +224,24 @@ def vote_recorded(*, outcome: str, valid: bool) -> None:
     VOTES.inc(outcome=outcome, validity="valid" if valid else "invalid")
 
 
-def response_claimed(*, model: str, waited_s: float) -> None:
-    QUEUE_WAIT_SECONDS.observe(max(waited_s, 0.0), model=model)
+def response_claimed(*, model: str, waited_s: float, pipe: Pipeline | None = None) -> None:
+    QUEUE_WAIT_SECONDS.observe(max(waited_s, 0.0), pipe=pipe, model=model)
 
 
 def response_completed(
-    *, model: str, latency_ms: int, ttft_ms: int | None, completion_tokens: int
+    *,
+    model: str,
+    latency_ms: int,
+    ttft_ms: int | None,
+    completion_tokens: int,
+    pipe: Pipeline | None = None,
 ) -> None:
-    GENERATION_SECONDS.observe(latency_ms / 1000, model=model)
-    if ttft_ms is not None:
-        TTFT_SECONDS.observe(ttft_ms / 1000, model=model)
-    GENERATED_TOKENS.inc(completion_tokens, model=model)
+    """An answer's metrics in one round trip (or in the caller's `pipe`)."""
+    with _recording("response_completed", pipe) as into:
+        GENERATION_SECONDS.observe(latency_ms / 1000, pipe=into, model=model)
+        if ttft_ms is not None:
+            TTFT_SECONDS.observe(ttft_ms / 1000, pipe=into, model=model)
+        GENERATED_TOKENS.inc(completion_tokens, pipe=into, model=model)
 
 
 def response_failed(*, model: str, cause: str) -> None:

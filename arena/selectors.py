@@ -83,6 +83,15 @@ def turns_conversation(turns: list[tuple[Turn, dict[str, Response]]], side: str)
     return messages
 
 
+def response_for_generation(*, response_id: int) -> Response | None:
+    """The response a worker is to answer, with its model and its turn: one query (the turn
+    carries the battle's id, the model its options and health), unordered (one row by key)."""
+    return next(
+        iter(Response.objects.filter(id=response_id).select_related("model", "turn").order_by()),
+        None,
+    )
+
+
 def generation_messages(response: Response) -> list[Message]:
     """The chat a model is asked to continue: its system prompt, the earlier turns with its
     own answers, and the prompt of this response's turn."""
@@ -96,6 +105,8 @@ def generation_messages(response: Response) -> list[Message]:
         # Everything before this turn: the prompt pairs come first, so cut after 2 * index.
         messages.extend(history[: 2 * turn.index])
     messages.append({"role": "user", "content": turn.prompt})
+    if turn.index == 0 and turn.image_id is None:
+        return messages  # a first turn without an image: nothing more to read
     user_messages = [m for m in messages if m["role"] == "user"]
     for message, image in zip(user_messages, _turn_images(turn), strict=True):
         if image is not None:

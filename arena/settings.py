@@ -437,6 +437,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_keepalive": True,
     "socket_connect_timeout": 5,
 }
+# Celery's Django fix-up would close every database connection around every task; with a count
+# it never reaches it leaves them to workers/connections.py, which keeps each thread's connection
+# for DATABASE_CONN_MAX_AGE, as the web does (a fresh connection per answer cost CPU each time).
+CELERY_DB_REUSE_MAX = 2**62
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # a worker outlives any Redis outage
 CELERY_TIMEZONE = "UTC"

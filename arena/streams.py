@@ -19,14 +19,16 @@ from typing import Any
 import redis
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
+from redis.client import Pipeline
 from redis.retry import Retry
-from redis.typing import EncodableT, FieldT
 
 DELTA = "d"
 DONE = "done"
 FAIL = "fail"
 # A worker flushes what it has gathered at least this often, or once it holds this much text.
-FLUSH_SECONDS = 0.05
+# 100 ms: a reader sees text arrive ten times a second (the first delta goes at once), and a
+# 64-token answer is about 14 XADDs instead of 27 (docs/benchmarks-workers.md, the worker's CPU).
+FLUSH_SECONDS = 0.1
 FLUSH_CHARS = 64
 
 
@@ -36,10 +38,10 @@ class StreamEntry:
     text: str  # the delta, the finish reason, or the message for the visitor
 
 
-def stream_entry_encode(kind: str, text: str) -> dict[FieldT, EncodableT]:
-    """An entry's fields as they are written (one-letter names: an entry is written per ~50 ms
-    of every answer)."""
-    return {"k": kind, "t": text}
+def stream_entry_encode(kind: str, text: str) -> tuple[str, str, str, str]:
+    """An entry's fields as XADD takes them, name then value (one-letter names: an entry is
+    written per ~100 ms of every answer)."""
+    return ("k", kind, "t", text)
 
 
 def stream_entry_decode(fields: Mapping[Any, Any]) -> StreamEntry:
@@ -63,6 +65,13 @@ def redis_client() -> redis.Redis:
         # out (about 2 s of retries) rather than answer 503 meanwhile.
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=6),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+def _xadd(client: redis.Redis | Pipeline, key: str, kind: str, text: str) -> None:
+    # The raw command, without xadd()'s argument handling: a dozen of these per answer.
+    client.execute_command(  # type: ignore[no-untyped-call]
+        "XADD", key, "*", *stream_entry_encode(kind, text)
     )
 
 
@@ -90,18 +99,25 @@ class StreamWriter:
 
     def flush(self) -> None:
         if self._pending:
-            self.client.xadd(self.key, stream_entry_encode(DELTA, "".join(self._pending)))
+            _xadd(self.client, self.key, DELTA, "".join(self._pending))
             self._pending.clear()
             self._pending_chars = 0
         self._last_flush = time.monotonic()
 
-    def close(self, kind: str, text: str) -> None:
-        """Flush, write the final entry and let the stream expire (the database has it now)."""
-        self.flush()
-        pipe = self.client.pipeline()
-        pipe.xadd(self.key, stream_entry_encode(kind, text))
+    def close(self, kind: str, text: str, *, pipe: Pipeline | None = None) -> None:
+        """Write what is pending and the final entry, and let the stream expire (the database
+        has the answer now): one round trip, or none with `pipe` (the caller's pipeline, which
+        it executes with its own commands)."""
+        own = pipe is None
+        pipe = self.client.pipeline() if pipe is None else pipe
+        if self._pending:
+            _xadd(pipe, self.key, DELTA, "".join(self._pending))
+            self._pending.clear()
+            self._pending_chars = 0
+        _xadd(pipe, self.key, kind, text)
         pipe.expire(self.key, settings.ARENA_STREAM_TTL_SECONDS)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
 
 _CURSOR_RE = re.compile(r"^(\d+):(\d+-\d+)$")

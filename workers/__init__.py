@@ -11,6 +11,7 @@ from typing import Any
 from celery.signals import worker_init
 
 from arena.celery import app
+from workers import connections  # noqa: F401 - connects the receivers that keep connections
 from workers.heartbeat import WorkerHeartbeat
 
 __all__ = ["app"]

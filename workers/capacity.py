@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
+from redis.client import Pipeline
 
 from arena.heartbeat import capacity_key
+from workers.leases import keeper, registered_script
 
 # Drop lapsed holders, then take a slot if one is free. Atomic: one script, one round trip.
 _ACQUIRE = """
@@ -35,12 +37,32 @@ def capacity_acquire(
     client: redis.Redis, *, model_name: str, limit: int, holder: str, hold_s: float
 ) -> bool:
     now = time.time()
-    script = client.register_script(_ACQUIRE)
+    script = registered_script(client, _ACQUIRE)
     return bool(script(keys=[capacity_key(model_name)], args=[now, limit, now + hold_s, holder]))
 
 
-def capacity_release(client: redis.Redis, *, model_name: str, holder: str) -> None:
+def capacity_release(client: redis.Redis | Pipeline, *, model_name: str, holder: str) -> None:
     client.zrem(capacity_key(model_name), holder)
+
+
+class Slot:
+    """A capacity slot held by `capacity_slot`: released when the block ends, or earlier into a
+    pipeline (the answer's last round trip carries it)."""
+
+    def __init__(self, client: redis.Redis, model_name: str, holder: str) -> None:
+        self.client = client
+        self.model_name = model_name
+        self.holder = holder
+        self.released = False
+
+    def release(self, pipe: Pipeline | None = None) -> None:
+        if self.released:
+            return
+        self.released = True
+        keeper().release(capacity_key(self.model_name), self.holder)
+        capacity_release(
+            self.client if pipe is None else pipe, model_name=self.model_name, holder=self.holder
+        )
 
 
 def capacity_in_use(client: redis.Redis, *, model_name: str) -> int:
@@ -57,13 +79,11 @@ def capacity_slot(
     hold_s: float,
     wait_s: float,
     poll_s: float = 0.05,
-) -> Iterator[None]:
+) -> Iterator[Slot]:
     """Hold one of the model's `limit` slots; wait up to `wait_s` for one (else AtCapacity).
 
     `hold_s` is the lease: this process's lease keeper renews it until the slot is released.
     """
-    from workers.leases import keeper
-
     deadline = time.monotonic() + wait_s
     while not capacity_acquire(
         client, model_name=model_name, limit=limit, holder=holder, hold_s=hold_s
@@ -72,8 +92,8 @@ def capacity_slot(
             raise AtCapacity(f"{model_name} stayed at its limit of {limit} for {wait_s:.0f} s")
         time.sleep(poll_s)
     keeper().hold(capacity_key(model_name), holder)
+    slot = Slot(client, model_name, holder)
     try:
-        yield
+        yield slot
     finally:
-        keeper().release(capacity_key(model_name), holder)
-        capacity_release(client, model_name=model_name, holder=holder)
+        slot.release()

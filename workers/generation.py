@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from redis.client import Pipeline
 
 from arena import metrics, selectors, services, streams
 from arena.models import Response, ResponseStatus
@@ -25,7 +26,7 @@ from workers.backends.base import (
     Finish,
     SamplingParams,
 )
-from workers.capacity import AtCapacity, capacity_slot
+from workers.capacity import AtCapacity, Slot, capacity_slot
 
 log = logging.getLogger(__name__)
 
@@ -63,33 +64,40 @@ def generation_run(*, response_id: int, backend: Backend | None = None) -> bool:
     try:
         if not leases.response_lease_take(client, response_id=response_id):
             return False
+        lease = leases.ResponseLease(client, response_id)
+        # The answer's last round trip: its end marker, metrics and releases, queued as they come.
+        last = client.pipeline(transaction=True)
         try:
-            return _run_leased(response_id, backend)
+            return _run_leased(response_id, backend, lease, last)
         finally:
+            # Whatever the last round trip did not carry (the answer ended another way).
             with contextlib.suppress(redis.RedisError):
-                leases.response_lease_drop(client, response_id=response_id)
+                if last.command_stack:
+                    lease.release(last)
+                    last.execute()
+                else:
+                    lease.release()
     finally:
         with _running_lock:
             _running.discard(response_id)
 
 
-def _run_leased(response_id: int, backend: Backend | None) -> bool:
-    status = Response.objects.filter(id=response_id).values_list("status", flat=True).first()
+def _run_leased(
+    response_id: int, backend: Backend | None, lease: leases.ResponseLease, last: Pipeline
+) -> bool:
+    # One read: the row with its model and turn, claimed below with one conditional UPDATE.
+    response = selectors.response_for_generation(response_id=response_id)
+    if response is None:
+        return False
     # Streaming, yet its lease was free: the worker that ran it died before any reaper noticed.
     # Hand it on here (queued again if no token was sent, else failed).
-    if (
-        status == ResponseStatus.STREAMING
-        and services.response_orphan_recover(response_id=response_id, enqueue=False) != "requeued"
-    ):
+    if response.status == ResponseStatus.STREAMING:
+        if services.response_orphan_recover(response_id=response_id, enqueue=False) != "requeued":
+            return False
+        response.status, response.started_at = ResponseStatus.QUEUED, None
+    if response.status != ResponseStatus.QUEUED:
         return False
-    queued = (
-        Response.objects.filter(id=response_id, status=ResponseStatus.QUEUED)
-        .select_related("model")
-        .first()
-    )
-    if queued is None:
-        return False
-    model = queued.model
+    model = response.model
     timeout = settings.ARENA_GENERATION_TIMEOUT_SECONDS
     try:
         with capacity_slot(
@@ -99,16 +107,21 @@ def _run_leased(response_id: int, backend: Backend | None) -> bool:
             holder=str(response_id),
             hold_s=leases.lease_seconds(),
             wait_s=timeout,
-        ):
-            response = services.response_claim(response_id=response_id)
-            if response is None:
+        ) as slot:
+            if services.response_claim(response=response, pipe=last) is None:
                 return False
-            return _generate(response, backend)
+            return _generate(response, backend, last, slot, lease)
     except AtCapacity as exc:
         return services.response_fail(response_id=response_id, error=str(exc), cause="capacity")
 
 
-def _generate(response: Response, backend: Backend | None) -> bool:
+def _generate(
+    response: Response,
+    backend: Backend | None,
+    last: Pipeline,
+    slot: Slot,
+    lease: leases.ResponseLease,
+) -> bool:
     started = time.monotonic()
     writer = streams.StreamWriter(streams.redis_client(), response.turn.battle_id, response.id)
     parts: list[str] = []
@@ -182,14 +195,26 @@ def _generate(response: Response, backend: Backend | None) -> bool:
         response=response, text=text, finish=finish, ttft_ms=ttft_ms, latency_ms=latency_ms
     )
     if stored:
-        writer.close(streams.DONE, finish.finish_reason)
+        writer.close(streams.DONE, finish.finish_reason, pipe=last)
         metrics.response_completed(
             model=model.name,
             latency_ms=latency_ms,
             ttft_ms=ttft_ms,
             completion_tokens=finish.completion_tokens,
+            pipe=last,
         )
-    services.model_health_record(model_id=model.id, ok=True)
+    # One round trip for the end marker, the metrics and both releases.
+    slot.release(last)
+    lease.release(last)
+    try:
+        last.execute()
+    except redis.RedisError as exc:
+        # Stored: a reader that reconnects learns from the database; the lease and the slot
+        # lapse by themselves (the keeper no longer renews them).
+        log.warning("response %s: the end of its stream was not written: %s", response.id, exc)
+    if model.consecutive_failures:
+        # Only a model with failures counted (when this answer began) has anything to reset.
+        services.model_health_record(model_id=model.id, ok=True)
     log.info(
         "response %s done: %s tokens, ttft %s ms, %s ms",
         response.id,

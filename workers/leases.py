@@ -19,6 +19,7 @@ live worker holds does nothing, so a redelivered or re-enqueued duplicate is har
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -29,6 +30,8 @@ from typing import cast
 
 import redis
 from django.conf import settings
+from redis.client import Pipeline
+from redis.commands.core import Script
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,13 @@ return 1
 """
 
 _identity: str | None = None
+
+
+@functools.lru_cache(maxsize=16)
+def registered_script(client: redis.Redis, text: str) -> Script:
+    """`text` registered once per client (a Script hashes its text when it is made; it runs by
+    EVALSHA, loading itself once if Redis does not know it)."""
+    return client.register_script(text)
 
 
 def lease_seconds() -> float:
@@ -104,7 +114,8 @@ class LeaseKeeper:
 
     def is_lost(self, key: str, member: str) -> bool:
         """True when a lease of ours lapsed and another worker's reaper took it over."""
-        return (key, member) in self.lost
+        # Asked after every token: no lock while nothing is lost (reading a set is atomic).
+        return bool(self.lost) and (key, member) in self.lost
 
     def renew(self, client: redis.Redis) -> None:
         with self.lock:
@@ -163,9 +174,8 @@ def keeper() -> LeaseKeeper:
 def response_lease_take(client: redis.Redis, *, response_id: int) -> bool:
     """Take (or keep) the lease on a response; False when a live worker holds it."""
     now = time.time()
-    script = client.register_script(_TAKE)
     member = str(response_id)
-    taken = script(
+    taken = registered_script(client, _TAKE)(
         keys=[RESPONSES_KEY, OWNERS_KEY],
         args=[now, now + lease_seconds(), worker_identity(), member],
     )
@@ -174,15 +184,41 @@ def response_lease_take(client: redis.Redis, *, response_id: int) -> bool:
     return bool(taken)
 
 
-def response_lease_drop(client: redis.Redis, *, response_id: int) -> None:
+def response_lease_drop(client: redis.Redis | Pipeline, *, response_id: int) -> None:
+    """Give the lease up; with a pipeline, the drop goes out with the pipeline's other
+    commands (the answer's last round trip)."""
     member = str(response_id)
     keeper().release(RESPONSES_KEY, member)
-    client.register_script(_DROP)(
-        keys=[RESPONSES_KEY, OWNERS_KEY], args=[worker_identity(), member]
-    )
+    keys_args = (RESPONSES_KEY, OWNERS_KEY, worker_identity(), member)
+    if isinstance(client, Pipeline):
+        # EVAL, not EVALSHA: a pipeline that holds a Script asks SCRIPT EXISTS first, one more
+        # round trip; Redis caches the body it is sent.
+        client.eval(_DROP, 2, *keys_args)
+    else:
+        registered_script(client, _DROP)(keys=keys_args[:2], args=keys_args[2:])
+
+
+class ResponseLease:
+    """The lease on a response this process answers: released once, by itself or into the
+    answer's last pipeline."""
+
+    def __init__(self, client: redis.Redis, response_id: int) -> None:
+        self.client = client
+        self.response_id = response_id
+        self.dropped = False
+
+    def release(self, pipe: Pipeline | None = None) -> None:
+        if not self.dropped:
+            self.dropped = True
+            response_lease_drop(self.client if pipe is None else pipe, response_id=self.response_id)
 
 
 def response_lease_lost(response_id: int) -> bool:
+    """Whether this process's lease on the response lapsed and was handed on (asked after every
+    token: without a lock, and without a look at Redis)."""
+    lease_keeper = _keeper
+    if lease_keeper is None or not lease_keeper.lost:
+        return False
     return keeper().is_lost(RESPONSES_KEY, str(response_id))
 
 
@@ -215,7 +251,7 @@ def leases_reap(client: redis.Redis) -> list[tuple[int, str]]:
         outcome = services.response_orphan_recover(
             response_id=response_id, worker=owner, enqueue=False
         )
-        client.register_script(_REMOVE)(keys=[RESPONSES_KEY, OWNERS_KEY], args=[member])
+        registered_script(client, _REMOVE)(keys=[RESPONSES_KEY, OWNERS_KEY], args=[member])
         if outcome == "requeued":
             services.response_enqueue(response_id=response_id)
         handled.append((response_id, outcome))

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import BatchPublishError
 from kombu.exceptions import OperationalError as BrokerError
+from redis.client import Pipeline
 
 from arena import metrics, moderation, selectors, streams
 from arena.celery import app as celery_app
@@ -68,18 +69,35 @@ def generation_enqueue(jobs: list[tuple[int, str]]) -> None:
             )
 
 
-def response_claim(*, response_id: int) -> Response | None:
-    """Move a queued response to streaming; None when another worker (or a past try) has it."""
-    claimed = Response.objects.filter(id=response_id, status=ResponseStatus.QUEUED).update(
-        status=ResponseStatus.STREAMING, started_at=timezone.now()
+def response_claim(
+    *,
+    response_id: int | None = None,
+    response: Response | None = None,
+    pipe: Pipeline | None = None,
+) -> Response | None:
+    """Move a queued response to streaming; None when another worker (or a past try) has it.
+
+    `response`: the row already read with its model and turn (selectors.response_for_generation),
+    claimed with one conditional UPDATE and not read back. `pipe`: where the queue-wait metric
+    goes (the worker's pipeline for the answer's last round trip); without it, one round trip.
+    """
+    if response is None:
+        if response_id is None:
+            raise TypeError("response_claim needs response_id or response")
+        response = selectors.response_for_generation(response_id=response_id)
+        if response is None:
+            return None
+    started_at = timezone.now()
+    claimed = Response.objects.filter(id=response.id, status=ResponseStatus.QUEUED).update(
+        status=ResponseStatus.STREAMING, started_at=started_at
     )
     if claimed != 1:
         # Nothing updated: another worker claimed it first, or it already ended.
         return None
-    response = Response.objects.select_related("model", "turn__battle").get(id=response_id)
-    assert response.started_at is not None
-    queued_ms = int((response.started_at - response.created_at).total_seconds() * 1000)
-    metrics.response_claimed(model=response.model.name, waited_s=queued_ms / 1000)
+    # What the UPDATE wrote (started_at fences this claim in every later write).
+    response.status, response.started_at = ResponseStatus.STREAMING, started_at
+    queued_ms = int((started_at - response.created_at).total_seconds() * 1000)
+    metrics.response_claimed(model=response.model.name, waited_s=queued_ms / 1000, pipe=pipe)
     log.info(
         "response %s claimed after %s ms in the queue",
         response.id,
@@ -108,25 +126,27 @@ def response_complete(
         if settings.ARENA_MODERATION_ANSWERS and text
         else moderation.CLEAN
     )
+    # started_at fences this claim: an answer handed to another worker meanwhile (its lease
+    # lapsed) is not overwritten by the first worker's late result.
+    done = Response.objects.filter(
+        id=response.id, status=ResponseStatus.STREAMING, started_at=response.started_at
+    )
+    fields = {
+        "status": ResponseStatus.DONE,
+        "text": text,
+        "finish_reason": finish.finish_reason,
+        "prompt_tokens": finish.prompt_tokens,
+        "completion_tokens": finish.completion_tokens,
+        "ttft_ms": ttft_ms,
+        "latency_ms": latency_ms,
+        "finished_at": timezone.now(),
+    }
+    if not verdict.flagged:
+        # One statement: nothing else to write with it, so no transaction around it.
+        return done.update(**fields) == 1
     with transaction.atomic():
-        stored = (
-            # started_at fences this claim: an answer handed to another worker meanwhile (its
-            # lease lapsed) is not overwritten by the first worker's late result.
-            Response.objects.filter(
-                id=response.id, status=ResponseStatus.STREAMING, started_at=response.started_at
-            ).update(
-                status=ResponseStatus.DONE,
-                text=text,
-                finish_reason=finish.finish_reason,
-                prompt_tokens=finish.prompt_tokens,
-                completion_tokens=finish.completion_tokens,
-                ttft_ms=ttft_ms,
-                latency_ms=latency_ms,
-                finished_at=timezone.now(),
-            )
-            == 1
-        )
-        if stored and verdict.flagged:
+        stored = done.update(**fields) == 1
+        if stored:
             battle_moderation_flag(
                 battle_id=response.turn.battle_id,
                 flag=verdict.as_flag(

@@ -108,3 +108,60 @@ def test_generation_waits_for_a_free_slot_before_calling_the_model(tiny_model_di
     worker.join(timeout=30)
     response.refresh_from_db()
     assert response.status == ResponseStatus.DONE
+
+
+def test_a_first_turn_costs_three_sql_statements(battle) -> None:
+    """One read (the row with its model and turn), one conditional claim, one store: no read
+    back after the claim, no images query for a turn without one, no transaction around the
+    store when nothing is flagged, no health write for a model without failures."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    response = Response.objects.filter(turn__battle=battle).first()
+    with CaptureQueriesContext(connection) as queries:
+        assert generation_run(response_id=response.id) is True
+    statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    assert statements == ["SELECT", "UPDATE", "UPDATE"], statements
+
+
+def test_a_success_resets_the_failures_counted_before_it(battle) -> None:
+    response = Response.objects.filter(turn__battle=battle).first()
+    ArenaModel.objects.filter(id=response.model_id).update(consecutive_failures=2)
+    assert generation_run(response_id=response.id) is True
+    assert ArenaModel.objects.get(id=response.model_id).consecutive_failures == 0
+
+
+def test_the_end_of_an_answer_is_one_round_trip(battle, monkeypatch) -> None:
+    """The end marker, the answer's metrics and the releases of its capacity slot and lease go
+    to Redis together, after the answer is stored."""
+    import redis.connection
+
+    from arena.heartbeat import capacity_key
+    from workers import leases
+
+    writes: list[bytes] = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def recorded(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        packed = command if isinstance(command, bytes) else b"".join(command)
+        writes.append(packed)
+        return send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", recorded)
+    response = Response.objects.filter(turn__battle=battle).select_related("model").first()
+    assert generation_run(response_id=response.id) is True
+    ending = [w for w in writes if b"\r\ndone\r\n" in w]
+    assert len(ending) == 1
+    last = ending[0]
+    for part in (
+        b"arena:metrics:arena_generation_seconds",
+        b"arena:metrics:arena_time_to_first_token_seconds",
+        b"arena:metrics:arena_generated_tokens",
+        b"arena:metrics:arena_queue_wait_seconds",
+        capacity_key(response.model.name).encode(),
+        leases.RESPONSES_KEY.encode(),
+    ):
+        assert part in last, part
+    client = streams.redis_client()
+    assert client.zscore(leases.RESPONSES_KEY, str(response.id)) is None
+    assert client.zcard(capacity_key(response.model.name)) == 0

@@ -27,11 +27,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 from workers.backends.base import (
     FAULT_MODEL,
@@ -224,8 +225,8 @@ class OpenAIBackend:
     def _relay(self, response: httpx.Response) -> Iterator[Delta | Finish]:
         state = _StreamState()
         try:
-            for payload in sse_data(response.iter_lines()):
-                if payload == "[DONE]":
+            for payload in sse_data(response.iter_bytes()):
+                if payload == b"[DONE]":
                     state.done = True
                     break
                 text = state.feed(_chunk_parse(payload, self.base_url))
@@ -350,36 +351,69 @@ def message_json(message: Message) -> dict[str, Any]:
     return {"role": message["role"], "content": parts}
 
 
-def sse_data(lines: Iterator[str]) -> Iterator[str]:
-    """The `data` of each Server-Sent Event in `lines` (comments and other fields skipped)."""
-    data: list[str] = []
-    for line in lines:
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
+def sse_data(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The `data` of each Server-Sent Event in a byte stream (comments and other fields skipped).
+
+    Events are cut on the bytes (a blank line ends one), not line by line as text: an answer is
+    one event per token, and only a whole event's data is decoded (orjson reads UTF-8 bytes), so
+    a chunk that ends inside an event, or inside a character, waits for the rest.
+    """
+    buffer = b""
+    for chunk in chunks:
+        if b"\r" in chunk or buffer.endswith(b"\r"):
+            # CRLF line ends (a proxy's); joined first, so a pair split across chunks is seen.
+            buffer = (buffer + chunk).replace(b"\r\n", b"\n")
+        else:
+            buffer += chunk
+        if b"\n\n" not in buffer:
             continue
-        if line.startswith(":"):
+        *events, buffer = buffer.split(b"\n\n")
+        for event in events:
+            data = _event_data(event)
+            if data is not None:
+                yield data
+    # The last event of a body that does not end with a blank line.
+    data = _event_data(buffer.rstrip(b"\n"))
+    if data is not None:
+        yield data
+
+
+def _event_data(event: bytes) -> bytes | None:
+    """The data of one event's lines; None when it has no data field."""
+    if event.startswith(b"data: ") and b"\n" not in event:
+        return event[6:]  # vLLM's and OpenAI's every event: one data line
+    data: list[bytes] = []
+    for line in event.split(b"\n"):
+        if not line or line.startswith(b":"):
             continue  # a comment: some proxies send these as keep-alives
-        field, _, value = line.partition(":")
-        if field == "data":
-            data.append(value[1:] if value.startswith(" ") else value)
-    if data:
-        # The last event of a body that does not end with a blank line.
-        yield "\n".join(data)
+        field, _, value = line.partition(b":")
+        if field == b"data":
+            data.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(data) if data else None
 
 
-def _chunk_parse(payload: str, base_url: str) -> dict[str, Any]:
+def _chunk_parse(payload: bytes, base_url: str) -> dict[str, Any]:
     try:
-        chunk = json.loads(payload)
-    except ValueError:
-        raise BackendError(f"{base_url} sent a frame that is not JSON: {payload[:200]!r}") from None
+        chunk = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        # What orjson refuses and Python's json reads as text decoding did before (bad UTF-8
+        # as U+FFFD, NaN, integers past 64 bits), or a frame that is not JSON at all.
+        try:
+            chunk = json.loads(payload.decode("utf-8", errors="replace"))
+        except ValueError:
+            raise BackendError(
+                f"{base_url} sent a frame that is not JSON: {_shown(payload)}"
+            ) from None
     if not isinstance(chunk, dict):
-        raise BackendError(f"{base_url} sent a frame that is not an object: {payload[:200]!r}")
+        raise BackendError(f"{base_url} sent a frame that is not an object: {_shown(payload)}")
     # An error after the 200 (vLLM reports failures mid-generation this way).
     if "error" in chunk or chunk.get("object") == "error":
         raise BackendError(f"error from {base_url} during the answer: {_message_of(chunk)}")
     return chunk
+
+
+def _shown(payload: bytes) -> str:
+    return repr(payload[:200].decode("utf-8", errors="replace"))
 
 
 def _error_message(response: httpx.Response) -> str:
