@@ -27,9 +27,9 @@ API_PREFIXES = ("/battles", "/api/")
 _KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 
 
-class _ResponseMiddleware:
-    """A middleware that only looks at the response; sync or async as its neighbours are, so
-    that under ASGI it adds no thread hop."""
+class HybridMiddleware:
+    """A middleware that is sync or async as its neighbours are, so that under ASGI it adds no
+    thread hop: `self.is_async` says which, and `__call__` must return an awaitable when it is."""
 
     sync_capable = True
     async_capable = True
@@ -39,6 +39,13 @@ class _ResponseMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
+        raise NotImplementedError
+
+
+class _ResponseMiddleware(HybridMiddleware):
+    """A middleware that only looks at the response."""
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from arena.embedded_redis import free_port, redis_server_start  # noqa: E402
 from arena.webserver import uvicorn_command  # noqa: E402
-from benchmarks.procstats import cpu_seconds, rss_peak  # noqa: E402
+from benchmarks.procstats import cpu_seconds, processes_stop, rss_peak  # noqa: E402
 
 MODELS = ("bench-a", "bench-b")
 PIDS: dict[str, int] = {}  # the stack's processes by name (server, worker, web)
@@ -328,14 +328,7 @@ def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, str, dict
         time.sleep(3)  # the worker connects to the broker after it starts
         yield server_url, arena_url, env
     finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        processes_stop(reversed(processes))
 
 
 def _wait_for(url: str, timeout: float = 60) -> None:

@@ -1,10 +1,12 @@
 """What a benchmark's processes cost: CPU time from the kernel's accounting, resident memory
-sampled while a block runs. Shared by the benchmarks (benchmarks/overhead.py)."""
+sampled while a block runs; and their end. Shared by the benchmarks (benchmarks/overhead.py,
+benchmarks/worker_cpu.py)."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,3 +89,15 @@ def postgres_cpu_seconds(postmaster: int) -> float:
         if int(fields[1]) == postmaster:
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def processes_stop(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    """Stop each process that still runs (SIGTERM, then SIGKILL after 15 s), in the order given."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -128,6 +128,7 @@ def counts_read(counts_path: Path) -> dict[str, float]:
 def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[dict[str, str], Path]]:
     """Redis, the paced server and the worker; yields the env and the worker's counts file."""
     from arena.embedded_redis import free_port, redis_server_start
+    from benchmarks.procstats import processes_stop
 
     processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -173,14 +174,7 @@ def stack(args: argparse.Namespace, work: Path) -> Iterator[tuple[dict[str, str]
         ))  # fmt: skip
         yield env, counts
     finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        processes_stop(reversed(processes))
 
 
 # --- Rounds --------------------------------------------------------------------------------------

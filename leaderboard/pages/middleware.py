@@ -20,21 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Hashable
 from typing import Any, TypeGuard
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
 from django.urls import Resolver404, resolve
 from django.utils.cache import patch_vary_headers
 from django.utils.module_loading import import_string
 
+from arena.middleware import AsyncHandler, Handler, HybridMiddleware
 from leaderboard.pages import page_cache
 from leaderboard.pages.page_cache import Entry
-
-Handler = Callable[[HttpRequest], HttpResponseBase]
-AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
 # The middleware whose work a cached reply still needs, applied in the chain's order.
 REPLAYED = (
@@ -91,15 +89,9 @@ def cacheable(response: HttpResponseBase) -> TypeGuard[HttpResponse]:
     return "private" not in control and "no-store" not in control
 
 
-class LeaderboardCacheMiddleware:
-    sync_capable = True
-    async_capable = True
-
+class LeaderboardCacheMiddleware(HybridMiddleware):
     def __init__(self, get_response: Handler | AsyncHandler) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        super().__init__(get_response)
         # Only those in use (a deployment may drop one), each with what it does on the way in
         # (a redirect or refusal sends the request through the whole chain) and out.
         self.replayed: list[Any] = [

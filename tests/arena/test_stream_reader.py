@@ -38,7 +38,10 @@ def _responses(battle: Battle, status: str) -> dict[str, Response]:
 def _write(battle: Battle, response_id: int, *entries: tuple[str, str]) -> list[str]:
     client = redis_client()
     key = stream_key(battle.id, response_id)
-    return [str(client.xadd(key, stream_entry_encode(kind, text))) for kind, text in entries]
+    return [
+        str(client.execute_command("XADD", key, "*", *stream_entry_encode(kind, text)))  # type: ignore[no-untyped-call]
+        for kind, text in entries
+    ]
 
 
 def _read(responses: dict[str, Response], cursors: dict[str, Cursor]) -> list[str]:
