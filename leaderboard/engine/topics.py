@@ -19,15 +19,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
-from sklearn.cluster import KMeans
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics import silhouette_score
+
+# scikit-learn (and the pandas it loads: ~0.5 s, ~140 MB) is imported where a topic model is
+# built or applied, not with this module: the web process and the generation worker import the
+# leaderboard's views and tasks (URL checks, Celery's task discovery) without ever using it.
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 Float = NDArray[np.float64]
 Int = NDArray[np.int64]
@@ -43,6 +45,8 @@ K_RANGE = (2, 12)
 
 
 def _word_vectorizer(vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     return TfidfVectorizer(
         analyzer="word", ngram_range=(1, 2), min_df=2, max_df=0.5, sublinear_tf=True,
         max_features=MAX_WORD_FEATURES, vocabulary=vocabulary, stop_words="english",
@@ -51,6 +55,8 @@ def _word_vectorizer(vocabulary: dict[str, int] | None = None) -> TfidfVectorize
 
 
 def _char_vectorizer(vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     return TfidfVectorizer(
         analyzer="char_wb", ngram_range=(3, 5), min_df=2, max_df=0.5, sublinear_tf=True,
         max_features=MAX_CHAR_FEATURES, vocabulary=vocabulary, dtype=np.float32,
@@ -89,6 +95,9 @@ class LocalEncoder:
         ValueError
             Too few prompts, or no term that occurs in two of them.
         """
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         if len(prompts) < 2:
             raise ValueError("the local encoder needs at least 2 prompts")
         word, char = _word_vectorizer(), _char_vectorizer()
@@ -195,6 +204,9 @@ def cluster_topics(
     Topics
         With k = 1 (every prompt in topic 0) when fewer than 3 distinct vectors exist.
     """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
     x = np.asarray(vectors, dtype=np.float64)
     n = x.shape[0]
     distinct = np.unique(np.round(x, 6), axis=0).shape[0] if n else 0
