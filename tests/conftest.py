@@ -25,6 +25,7 @@ from django.db import connection
 
 from arena.embedded_redis import free_port
 from arena.models import ArenaModel, Response
+from benchmarks.procstats import processes_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 CAST_QUEUES = ["celery", "model.tiny-a", "model.tiny-b", "model.broken"]
@@ -114,13 +115,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    processes_stop([process])
 
 
 def worker_start(
