@@ -13,16 +13,15 @@ that uses all of it: 2000 members, about 120 KB); idle sets expire after their w
 
 from __future__ import annotations
 
-import functools
 import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis
-from redis.commands.core import Script
 
 from arena.errors import RateLimited
+from arena.streams import registered_script
 
 KEY_PREFIX = "arena:rl:"
 
@@ -67,12 +66,6 @@ class Limit:
     window_s: int
 
 
-@functools.cache
-def _script(client: redis.Redis) -> Script:
-    # EVALSHA, and EVAL once where the server does not know the script yet (a restarted Redis).
-    return client.register_script(_SPEND)
-
-
 def ratelimit_spend(client: redis.Redis, limits: Sequence[Limit], *, what: str) -> None:
     """Record one hit on every limit, in one round trip, if every one of them has room;
     otherwise record nothing and raise RateLimited for the limit that frees up last."""
@@ -81,7 +74,9 @@ def ratelimit_spend(client: redis.Redis, limits: Sequence[Limit], *, what: str) 
     args: list[str | int] = [secrets.token_hex(8)]
     for limit in limits:
         args += [limit.limit, limit.window_s * 1000]
-    refused, wait_ms = _script(client)(keys=[KEY_PREFIX + lim.key for lim in limits], args=args)
+    refused, wait_ms = registered_script(client, _SPEND)(
+        keys=[KEY_PREFIX + lim.key for lim in limits], args=args
+    )
     if not refused:
         return
     limit = limits[int(refused) - 1]

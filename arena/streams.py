@@ -20,6 +20,7 @@ import redis
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
 from redis.client import Pipeline
+from redis.commands.core import Script
 from redis.retry import Retry
 
 DELTA = "d"
@@ -66,6 +67,14 @@ def redis_client() -> redis.Redis:
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=6),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+
+
+@functools.lru_cache(maxsize=16)
+def registered_script(client: redis.Redis, text: str) -> Script:
+    """`text` registered once per client (a Script hashes its text when it is made; it runs by
+    EVALSHA, loading itself once if Redis does not know it). The rate limits, the leases and
+    the capacity slots run theirs through it."""
+    return client.register_script(text)
 
 
 def _xadd(client: redis.Redis | Pipeline, key: str, kind: str, text: str) -> None:

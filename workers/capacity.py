@@ -15,7 +15,8 @@ import redis
 from redis.client import Pipeline
 
 from arena.heartbeat import capacity_key
-from workers.leases import keeper, registered_script
+from arena.streams import registered_script
+from workers.leases import keeper
 
 # Drop lapsed holders, then take a slot if one is free. Atomic: one script, one round trip.
 _ACQUIRE = """

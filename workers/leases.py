@@ -19,7 +19,6 @@ live worker holds does nothing, so a redelivered or re-enqueued duplicate is har
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -31,7 +30,8 @@ from typing import cast
 import redis
 from django.conf import settings
 from redis.client import Pipeline
-from redis.commands.core import Script
+
+from arena.streams import registered_script
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,6 @@ return 1
 """
 
 _identity: str | None = None
-
-
-@functools.lru_cache(maxsize=16)
-def registered_script(client: redis.Redis, text: str) -> Script:
-    """`text` registered once per client (a Script hashes its text when it is made; it runs by
-    EVALSHA, loading itself once if Redis does not know it)."""
-    return client.register_script(text)
 
 
 def lease_seconds() -> float:
