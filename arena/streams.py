@@ -107,11 +107,15 @@ class StreamWriter:
             self.flush()
 
     def flush(self) -> None:
+        self._pending_write(self.client)
+        self._last_flush = time.monotonic()
+
+    def _pending_write(self, into: redis.Redis | Pipeline) -> None:
+        """The gathered deltas as one entry, sent at once or queued into a pipeline."""
         if self._pending:
-            _xadd(self.client, self.key, DELTA, "".join(self._pending))
+            _xadd(into, self.key, DELTA, "".join(self._pending))
             self._pending.clear()
             self._pending_chars = 0
-        self._last_flush = time.monotonic()
 
     def close(self, kind: str, text: str, *, pipe: Pipeline | None = None) -> None:
         """Write what is pending and the final entry, and let the stream expire (the database
@@ -119,10 +123,7 @@ class StreamWriter:
         it executes with its own commands)."""
         own = pipe is None
         pipe = self.client.pipeline() if pipe is None else pipe
-        if self._pending:
-            _xadd(pipe, self.key, DELTA, "".join(self._pending))
-            self._pending.clear()
-            self._pending_chars = 0
+        self._pending_write(pipe)
         _xadd(pipe, self.key, kind, text)
         pipe.expire(self.key, settings.ARENA_STREAM_TTL_SECONDS)
         if own:
