@@ -109,9 +109,8 @@ def _clock() -> Iterator[int]:
     last), the prefix of the batch's battle ids: a batch's battles then go into the indexes of
     the battle id (the battle's key, the vote's unique battle_id; before migration 0008 also
     their ``varchar_pattern_ops`` twins on PostgreSQL) side by side instead of at random places,
-    which took a
-    fifth (SQLite) to a third (PostgreSQL) less CPU per battle. 10 + 22 characters: the
-    column's 32, and the random part alone is as long as a live battle's id."""
+    which took a fifth (SQLite) to a third (PostgreSQL) less CPU per battle. 10 + 22
+    characters: the column's 32, and the random part alone is as long as a live battle's id."""
     last = 0
     while True:
         last = max(last + 1, time.time_ns() >> 24)
