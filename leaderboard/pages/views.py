@@ -50,8 +50,8 @@ def _not_found_page(request: HttpRequest, message: str) -> HttpResponse:
 @cached(_page_variant)
 @require_GET
 def leaderboard_page(request: HttpRequest) -> HttpResponse:
-    category, style = _options(request)
-    show_all = _flag(request, "show_deprecated")
+    # The options the cache keys this page by (@cached), read by the same function.
+    category, style, show_all = _page_variant(request)
     snapshot = selectors.snapshot_latest()
     if snapshot is None:
         return render(request, "leaderboard/leaderboard.html", {"board": ""})
