@@ -42,13 +42,11 @@ class RecordIds:
         return f"{external_id}#{count}"
 
     def _seen(self, digest: bytes) -> bool:
-        i = int(np.searchsorted(self.seen, np.bytes_(digest)))
-        return i < len(self.seen) and bytes(self.seen[i]).ljust(16, b"\0") == digest
+        return bool(_member(self.seen, np.array([digest], dtype="S16"))[0])
 
     def _merge(self) -> None:
         if self.pending:
-            new = np.sort(np.array(list(self.pending), dtype="S16"))
-            self.seen = np.insert(self.seen, np.searchsorted(self.seen, new), new)
+            self.seen = _merged(self.seen, np.sort(np.array(list(self.pending), dtype="S16")))
             self.pending = set()
 
     def ids(self, texts: Iterable[str]) -> list[str]:
@@ -65,10 +63,7 @@ class RecordIds:
         keys = np.array(digests, dtype="S16")
         ids = [PREFIX + d.hex() for d in digests]
         # Which hashes were met before (in an earlier batch, or earlier in this one).
-        where = np.searchsorted(self.seen, keys)
-        before = np.zeros(len(keys), dtype=bool)
-        inside = where < len(self.seen)
-        before[inside] = self.seen[where[inside]] == keys[inside]
+        before = _member(self.seen, keys)
         unique, first, counts = np.unique(keys, return_index=True, return_counts=True)
         repeated = before.copy()
         if (counts > 1).any():
@@ -83,10 +78,7 @@ class RecordIds:
             if count > 1:
                 ids[i] = f"{ids[i]}#{count}"
         # The batch's new hashes join the sorted array (a merge, not a sort).
-        pos = np.searchsorted(self.seen, unique)
-        known = pos < len(self.seen)
-        known[known] = self.seen[pos[known]] == unique[known]
-        self.seen = np.insert(self.seen, pos[~known], unique[~known])
+        self.seen = _merged(self.seen, unique)
         return ids
 
 
@@ -108,11 +100,24 @@ class SeenIds:
         """The ids among ``ids`` added before."""
         if not len(self.keys) or not ids:
             return set()
-        keys = self._keys(ids)
-        where = np.searchsorted(self.keys, keys).clip(0, len(self.keys) - 1)
-        found = self.keys[where] == keys
+        found = _member(self.keys, self._keys(ids))
         return {ids[i] for i in np.flatnonzero(found).tolist()}
 
     def add(self, ids: list[str]) -> None:
-        keys = np.unique(self._keys(ids))
-        self.keys = np.insert(self.keys, np.searchsorted(self.keys, keys), keys)
+        self.keys = _merged(self.keys, np.unique(self._keys(ids)))
+
+
+def _member(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Which of ``keys`` are in ``sorted_keys`` (sorted), as a boolean mask."""
+    where = np.searchsorted(sorted_keys, keys)
+    found = np.zeros(len(keys), dtype=bool)
+    inside = where < len(sorted_keys)
+    found[inside] = sorted_keys[where[inside]] == keys[inside]
+    return found
+
+
+def _merged(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``sorted_keys`` with those of ``keys`` (sorted, each once) that it lacks, still sorted:
+    a merge by insertion, not a sort."""
+    new = keys[~_member(sorted_keys, keys)]
+    return np.insert(sorted_keys, np.searchsorted(sorted_keys, new), new)
