@@ -1,4 +1,5 @@
-"""The `openai` backend against a real HTTP server replaying vLLM 0.32.0's captured responses.
+"""The `openai` backend against a real HTTP server replaying vLLM 0.32.0's captured responses
+(whole battles through it: test_openai_battles.py).
 
 No mock transport: the backend opens real sockets to `tests.workers.replay_server`, which sends
 the captured bytes frame by frame (see that module and shared/fixtures/vllm-0.32.0).
@@ -11,12 +12,9 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import pytest
 
-from arena import services, streams
 from arena.embedded_redis import free_port
-from arena.models import ArenaModel, Response, ResponseStatus
 from tests.workers.replay_server import (
     Hangup,
     Paced,
@@ -28,8 +26,7 @@ from tests.workers.replay_server import (
 )
 from workers.backends import backend_for
 from workers.backends.base import BackendError, Delta, Finish, Message, SamplingParams
-from workers.backends.openai import STREAM_CLOSED, OpenAIBackend, http_clients_close
-from workers.generation import generation_run
+from workers.backends.openai import STREAM_CLOSED, OpenAIBackend
 
 CHAT: list[Message] = [{"role": "user", "content": "Say something."}]
 MULTITURN: list[Message] = [
@@ -42,18 +39,7 @@ MULTITURN: list[Message] = [
 FAST = {"retry_backoff": 0.01}
 
 
-@pytest.fixture
-def replay() -> Iterator[ReplayServer]:
-    server = ReplayServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_clients() -> Iterator[None]:
-    yield
-    # Each test's server has its own port; drop the pools that pointed at it.
-    http_clients_close()
+pytestmark = pytest.mark.usefixtures("fresh_http_clients")
 
 
 def backend(server: ReplayServer, **options: Any) -> OpenAIBackend:
@@ -412,111 +398,3 @@ def test_many_threads_stream_at_once_through_the_shared_client(replay: ReplaySer
     assert texts == [paced_text(20)] * 40
     # 40 streams of 0.2 s each ran side by side, not one after another (8 s).
     assert time.monotonic() - started < 4
-
-
-# A whole generation --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def openai_cast(db: None, replay: ReplayServer) -> dict[str, ArenaModel]:
-    common = {"backend": "openai", "organization": "Test Org", "license": "MIT"}
-    return {
-        name: ArenaModel.objects.create(
-            name=name,
-            display_name=name.title(),
-            options={
-                "base_url": replay.base_url,
-                "served_model_name": "tiny-llama",
-                "sampling": {"max_tokens": 24, "temperature": 0.7, "seed": 1},
-                "system_prompt": "Be brief.",
-            },
-            **common,
-        )
-        for name in ("remote-a", "remote-b")
-    }
-
-
-def test_a_battle_is_answered_through_the_openai_backend_end_to_end(
-    replay: ReplayServer, openai_cast: dict[str, ArenaModel]
-) -> None:
-    streams.redis_client().flushdb()
-    battle = services.battle_create(
-        visitor_id="v", prompt="Say something.", rng=np.random.default_rng(0)
-    )
-    responses = list(Response.objects.filter(turn__battle=battle))
-    for response in responses:
-        assert generation_run(response_id=response.id) is True
-    expected = capture_load("chat_stream_usage").content()
-    for response in responses:
-        response.refresh_from_db()
-        assert response.status == ResponseStatus.DONE, response.error
-        assert response.text == expected
-        assert (response.prompt_tokens, response.completion_tokens) == (20, 24)
-        assert response.finish_reason == "length"
-        entries = [
-            fields
-            for _, fields in streams.redis_client().xrange(
-                streams.stream_key(battle.id, response.id)
-            )
-        ]
-        assert "".join(e["t"] for e in entries if e["k"] == "d") == expected
-        assert entries[-1] == {"k": "done", "t": "length"}
-    sent = [r.json() for r in replay.requests]
-    assert all(s["messages"][0] == {"role": "system", "content": "Be brief."} for s in sent)
-    assert all(s["messages"][-1] == {"role": "user", "content": "Say something."} for s in sent)
-    assert all((s["max_tokens"], s["seed"]) == (24, 1) for s in sent)
-
-
-def test_a_server_error_fails_the_response_with_the_servers_message(
-    replay: ReplayServer, openai_cast: dict[str, ArenaModel]
-) -> None:
-    streams.redis_client().flushdb()
-    battle = services.battle_create(
-        visitor_id="v", prompt="Say something.", rng=np.random.default_rng(0)
-    )
-    response = Response.objects.filter(turn__battle=battle).first()
-    replay.push(Replay("error_max_tokens_too_large"))
-    generation_run(response_id=response.id)
-    response.refresh_from_db()
-    assert response.status == ResponseStatus.FAILED
-    assert "max_tokens=100000 cannot be greater than max_model_len=512" in response.error
-
-
-def test_a_vision_battle_sends_the_image_as_an_image_url_part(
-    replay: ReplayServer, openai_cast: dict[str, ArenaModel]
-) -> None:
-    """The body vLLM gets for a multimodal model: the text part, then the stored (re-encoded)
-    image as a data: URL in an `image_url` part; the captured stream is read as for text."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    from arena.models import PromptImage
-
-    streams.redis_client().flushdb()
-    ArenaModel.objects.update(vision=True)
-    upload = io.BytesIO()
-    Image.new("RGB", (8, 6), (0, 128, 255)).save(upload, format="PNG")
-    battle = services.battle_create(
-        visitor_id="v", prompt="What colour is it?", image=upload.getvalue()
-    )
-    stored = PromptImage.objects.get()
-    for response in Response.objects.filter(turn__battle=battle):
-        assert generation_run(response_id=response.id) is True
-        response.refresh_from_db()
-        assert response.status == ResponseStatus.DONE, response.error
-        assert response.text == capture_load("chat_stream_usage").content()
-    url = "data:image/png;base64," + base64.b64encode(bytes(stored.data)).decode()
-    for request in replay.requests:
-        assert request.json()["messages"] == [
-            {"role": "system", "content": "Be brief."},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "text", "text": "What colour is it?"},
-                    {"type": "image_url", "image_url": {"url": url}},
-                ],
-            },
-        ]
-    assert len(replay.requests) == 2
